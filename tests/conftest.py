@@ -1,0 +1,68 @@
+"""Shared fixtures: the release's reference keys, weights and golden outputs.
+
+The reference material lives in `../shared/reference` beside the checkout (CI puts it
+there); `RCRNET_REFERENCE` overrides the location. A missing folder is an error, not a
+skip: the golden tests are what prove fidelity.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+REFERENCE = Path(os.environ.get("RCRNET_REFERENCE", ROOT.parent / "shared" / "reference"))
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    if not (REFERENCE / "refweights.py").is_file():
+        pytest.fail(f"reference folder not found at {REFERENCE} (set RCRNET_REFERENCE)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def refweights(reference_dir: Path):
+    """The `refweights` module of the reference folder."""
+    spec = importlib.util.spec_from_file_location("refweights", reference_dir / "refweights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def reference_state_dict(reference_dir: Path, refweights):
+    """`reference_state_dict(name)` -> the deterministic weights of keys/<name>.tsv."""
+
+    def build(name: str) -> dict[str, torch.Tensor]:
+        keys = refweights.read_keys(reference_dir / "keys" / f"{name}.tsv")
+        return refweights.reference_state_dict(keys)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def reference_keys(reference_dir: Path, refweights):
+    """`reference_keys(name)` -> {key: (shape, dtype)} of keys/<name>.tsv."""
+
+    def read(name: str):
+        return refweights.read_keys(reference_dir / "keys" / f"{name}.tsv")
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def golden(reference_dir: Path):
+    """`golden(name)` -> the dict stored in golden/<name>.pt."""
+
+    def load(name: str) -> dict:
+        return torch.load(reference_dir / "golden" / f"{name}.pt", weights_only=True)
+
+    return load
