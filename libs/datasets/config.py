@@ -1,0 +1,138 @@
+"""Dataset descriptions read from `config/datasets.yaml`.
+
+Each entry says where a dataset's frames and labels live under `<root>/<name>/` and
+which videos (or image ids) make up each split. Image datasets carry `split_dir`;
+video datasets carry `default_label_interval` and `video_split`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
+
+
+class DatasetConfigError(ValueError):
+    """A dataset config file, entry, split or folder is not as expected."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One entry of the dataset config."""
+
+    name: str
+    image_dir: str
+    label_dir: str
+    image_ext: str
+    label_ext: str
+    split_dir: str | None = None
+    default_label_interval: int | None = None
+    video_split: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def is_video(self) -> bool:
+        return self.default_label_interval is not None
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.video_split)
+
+    def videos(self, split: str) -> list[str]:
+        """The video folders of `split` (video datasets only)."""
+        if not self.is_video:
+            raise DatasetConfigError(f"dataset {self.name!r} is an image dataset: it has no videos")
+        if split not in self.video_split:
+            raise DatasetConfigError(
+                f"dataset {self.name!r} has no split {split!r}; "
+                f"expected one of {', '.join(self.video_split) or '(none)'}"
+            )
+        videos = self.video_split[split]
+        if not videos:
+            raise DatasetConfigError(f"split {split!r} of dataset {self.name!r} lists no videos")
+        return list(videos)
+
+    def image_ids(self, root: str | Path, split: str) -> list[str]:
+        """The ids listed in `<root>/<name>/<split_dir>/<split>_id.txt` (image datasets)."""
+        if self.is_video or self.split_dir is None:
+            raise DatasetConfigError(f"dataset {self.name!r} is a video dataset: it has no id lists")
+        path = Path(root) / self.name / self.split_dir / f"{split}_id.txt"
+        if not path.is_file():
+            raise DatasetConfigError(f"split file not found: {path} (dataset {self.name!r}, split {split!r})")
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise DatasetConfigError(f"split file {path} lists no images")
+        return ids
+
+    def image_folder(self, root: str | Path) -> Path:
+        return Path(root) / self.name / self.image_dir
+
+    def label_folder(self, root: str | Path) -> Path:
+        return Path(root) / self.name / self.label_dir
+
+
+_REQUIRED = ("image_dir", "label_dir", "image_ext", "label_ext")
+
+
+def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
+    if not isinstance(entry, dict):
+        raise DatasetConfigError(f"{path}: entry {name!r} must be a mapping of keys")
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise DatasetConfigError(f"{path}: entry {name!r} lacks key(s) {', '.join(missing)}")
+    is_video = "video_split" in entry or "default_label_interval" in entry
+    if is_video:
+        split = entry.get("video_split")
+        if not isinstance(split, dict) or not split:
+            raise DatasetConfigError(f"{path}: entry {name!r} needs a non-empty 'video_split' mapping")
+        interval = entry.get("default_label_interval")
+        if not isinstance(interval, int) or interval < 1:
+            raise DatasetConfigError(
+                f"{path}: entry {name!r} needs 'default_label_interval' as a positive integer"
+            )
+        video_split = {str(k): [str(v) for v in (vs or [])] for k, vs in split.items()}
+        return DatasetSpec(
+            name=name,
+            image_dir=str(entry["image_dir"]),
+            label_dir=str(entry["label_dir"]),
+            image_ext=str(entry["image_ext"]),
+            label_ext=str(entry["label_ext"]),
+            default_label_interval=interval,
+            video_split=video_split,
+        )
+    if "split_dir" not in entry:
+        raise DatasetConfigError(
+            f"{path}: entry {name!r} needs 'split_dir' (image dataset) or 'video_split' (video dataset)"
+        )
+    return DatasetSpec(
+        name=name,
+        image_dir=str(entry["image_dir"]),
+        label_dir=str(entry["label_dir"]),
+        image_ext=str(entry["image_ext"]),
+        label_ext=str(entry["label_ext"]),
+        split_dir=str(entry["split_dir"]),
+    )
+
+
+def load_dataset_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, DatasetSpec]:
+    """Read a dataset config file into {name: DatasetSpec}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetConfigError(f"dataset config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise DatasetConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise DatasetConfigError(f"{path}: expected a mapping of dataset names to entries")
+    return {str(name): _parse_entry(path, str(name), entry) for name, entry in raw.items()}
+
+
+def get_spec(config: dict[str, DatasetSpec], name: str) -> DatasetSpec:
+    """The entry `name`, or an error listing the known datasets."""
+    if name not in config:
+        raise DatasetConfigError(
+            f"unknown dataset {name!r}; the config defines {', '.join(sorted(config))}"
+        )
+    return config[name]
