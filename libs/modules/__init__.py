@@ -1,0 +1,21 @@
+"""Building blocks of RCRNet and RCRNet+NER."""
+from .aspp import ASPP
+from .convgru import ConvGRUCell
+from .layers import ConvBNReLU, fresh_init_
+from .non_local import NonLocalBlock3D
+from .refinement import Decoder, RefinementBlock, SkipBottleneck
+from .resnet import DilatedResNet50, ResNetFeatures, stage_layout
+
+__all__ = [
+    "ASPP",
+    "ConvBNReLU",
+    "ConvGRUCell",
+    "Decoder",
+    "DilatedResNet50",
+    "NonLocalBlock3D",
+    "RefinementBlock",
+    "ResNetFeatures",
+    "SkipBottleneck",
+    "fresh_init_",
+    "stage_layout",
+]

@@ -1,0 +1,100 @@
+"""ImageModel (RCRNet) and VideoModel (RCRNet+NER, the non-locally enhanced recurrent network)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from libs.modules import ConvGRUCell, NonLocalBlock3D, fresh_init_
+
+from .rcrnet import RCRNet
+
+
+class ImageModel(nn.Module):
+    """RCRNet on single frames: forward(frames [B, 3, H, W]) -> logits [B, 1, H, W]."""
+
+    def __init__(self, output_stride: int = 16) -> None:
+        super().__init__()
+        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3)
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.backbone(frame)
+
+    def freeze_bn(self) -> None:
+        """Put every BatchNorm of the backbone in eval mode; call after `train()`."""
+        self.backbone.freeze_bn()
+
+
+class VideoModel(nn.Module):
+    """RCRNet+NER: RCRNet whose ASPP features pass a non-local block, a bidirectional ConvGRU and a
+    second non-local block across the clip before the pixel-wise classifier (SPEC §4).
+
+    forward(list of T frames [B, 3, H, W]) -> list of T logits [B, 1, H, W], as in the release;
+    forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W].
+    """
+
+    def __init__(self, output_stride: int = 16) -> None:
+        super().__init__()
+        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3)
+        self.convgru_forward = ConvGRUCell(256, 256, 3)
+        self.convgru_backward = ConvGRUCell(256, 256, 3)
+        self.bidirection_conv = nn.Conv2d(512, 256, kernel_size=3, padding=1)
+        fresh_init_(self.bidirection_conv)
+        self.non_local_block = NonLocalBlock3D(256)
+        self.non_local_block2 = NonLocalBlock3D(256)
+        # the release builds its VideoModel with a frozen backbone BatchNorm
+        self.freeze_bn()
+
+    def freeze_bn(self) -> None:
+        """Put every BatchNorm of the backbone in eval mode; video training calls it after `train()`."""
+        self.backbone.freeze_bn()
+
+    def forward(self, clip: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(clip, torch.Tensor):
+            if clip.dim() != 5:
+                raise ValueError(f"VideoModel expects a clip [B, T, 3, H, W], got shape {tuple(clip.shape)}")
+            return self.forward_clip(clip)
+        frames = list(clip)
+        if not frames or any(not isinstance(f, torch.Tensor) or f.dim() != 4 for f in frames):
+            raise ValueError("VideoModel expects a non-empty list of frames [B, 3, H, W] or a tensor")
+        return list(self.forward_clip(torch.stack(frames, dim=1)).unbind(dim=1))
+
+    def forward_clip(self, clip: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, 1, H, W] of a clip [B, T, 3, H, W].
+
+        All B*T frames go through the spatial extractor and the classifier as one batch: the same
+        result as frame by frame whenever BatchNorm uses running statistics (eval, or `freeze_bn`).
+        """
+        batch, length = clip.shape[:2]
+        size = clip.shape[3:]
+        features = self.backbone.spatial_features(clip.flatten(0, 1))
+        enhanced = self.enhance(self._to_time_major(features.aspp, batch, length))
+        deep = enhanced.transpose(1, 2).flatten(0, 1)
+        logits = self.backbone.classify_pixels(features, deep, size)
+        return logits.unflatten(0, (batch, length))
+
+    @staticmethod
+    def _to_time_major(x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+        """[B*T, C, h, w] -> [B, C, T, h, w]."""
+        return x.unflatten(0, (batch, length)).transpose(1, 2)
+
+    def enhance(self, feats: torch.Tensor) -> torch.Tensor:
+        """Non-locally enhanced recurrent module over ASPP features [B, 256, T, h, w] (same shape out)."""
+        feats = self.non_local_block(feats)
+        length = feats.shape[2]
+        steps = feats.unbind(dim=2)
+        hidden = steps[0]
+        forward_states = []
+        for x in steps:
+            hidden = self.convgru_forward(x, hidden)
+            forward_states.append(hidden)
+        hidden = forward_states[-1]
+        backward_states = []
+        for x in reversed(forward_states):
+            hidden = self.convgru_backward(x, hidden)
+            backward_states.append(hidden)
+        backward_states.reverse()
+        both = torch.cat((torch.cat(forward_states), torch.cat(backward_states)), dim=1)  # [T*B, 512, h, w]
+        fused = torch.tanh(self.bidirection_conv(both)).unflatten(0, (length, -1))  # [T, B, 256, h, w]
+        return self.non_local_block2(fused.permute(1, 2, 0, 3, 4))

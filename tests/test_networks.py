@@ -1,0 +1,216 @@
+"""RCRNet, ImageModel and VideoModel: reference keys, golden outputs, shapes and BatchNorm freezing."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from libs.modules import ConvGRUCell, NonLocalBlock3D
+from libs.networks import ImageModel, RCRNet, VideoModel
+
+FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
+MODELS = {"image_model": ImageModel, "video_model": VideoModel}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, 2))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference_model(reference_state_dict):
+    """`reference_model(name)` -> the model in float64 eval mode with the reference weights (cached)."""
+    cache: dict[str, nn.Module] = {}
+
+    def build(name: str) -> nn.Module:
+        if name not in cache:
+            weights = {k: v for k, v in reference_state_dict(name).items() if k not in FC_KEYS}
+            model = MODELS[name]()
+            model.load_state_dict(weights, strict=True)
+            cache[name] = model.double().eval()
+        return cache[name]
+
+    return build
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_state_dict_matches_reference_keys(name, reference_keys):
+    reference = reference_keys(name)
+    assert FC_KEYS <= set(reference)
+    ours = MODELS[name]().state_dict()
+    expected = {k: v for k, v in reference.items() if k not in FC_KEYS}
+    assert list(ours) == list(expected)
+    for key, tensor in ours.items():
+        shape, dtype = expected[key]
+        assert tuple(tensor.shape) == shape, key
+        assert str(tensor.dtype).removeprefix("torch.") == dtype, key
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_golden_output(name, golden, reference_model):
+    case = golden(name)
+    model = reference_model(name)
+    assert case["output_stride"] == model.backbone.output_stride
+    with torch.no_grad():
+        output = model(case["input"])
+    assert output.dtype == torch.float64
+    assert output.shape == case["output"].shape
+    error = (output - case["output"]).abs().max().item()
+    assert error <= 1e-6 * case["output"].abs().max().item(), error
+
+
+def test_video_list_and_tensor_forms_agree(reference_model):
+    model = reference_model("video_model")
+    clip = torch.randn(2, 3, 3, 40, 36, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        as_tensor = model(clip)
+        as_list = model(list(clip.unbind(dim=1)))
+    assert isinstance(as_list, list) and len(as_list) == 3
+    assert as_tensor.shape == (2, 3, 1, 40, 36)
+    for t, logits in enumerate(as_list):
+        assert logits.shape == (2, 1, 40, 36)
+        torch.testing.assert_close(logits, as_tensor[:, t], rtol=0, atol=1e-12)
+
+
+def test_batched_clip_equals_frame_by_frame(reference_model):
+    """The B*T batching of the spatial extractor and classifier changes nothing in eval mode."""
+    model = reference_model("video_model")
+    clip = torch.randn(1, 3, 3, 35, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    frames = list(clip.unbind(dim=1))
+    with torch.no_grad():
+        per_frame = [model.backbone.spatial_features(frame) for frame in frames]
+        enhanced = model.enhance(torch.stack([f.aspp for f in per_frame], dim=2))
+        expected = [
+            model.backbone.classify_pixels(f, enhanced[:, :, t], frame.shape[2:])
+            for t, (f, frame) in enumerate(zip(per_frame, frames))
+        ]
+        batched = model(clip)
+    torch.testing.assert_close(batched, torch.stack(expected, dim=1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("output_stride", "batch", "length", "height", "width"),
+    [(16, 2, 3, 37, 50), (16, 1, 1, 32, 32), (8, 2, 1, 33, 45), (8, 1, 3, 50, 37)],
+)
+def test_video_model_odd_sizes(output_stride, batch, length, height, width):
+    model = VideoModel(output_stride=output_stride).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(batch, length, 3, height, width))
+    assert logits.shape == (batch, length, 1, height, width)
+    assert logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_image_model_odd_size_and_feature_strides(output_stride):
+    model = ImageModel(output_stride=output_stride).eval()
+    frames = torch.randn(2, 3, 37, 50)
+    with torch.no_grad():
+        features = model.backbone.spatial_features(frames)
+        logits = model(frames)
+    assert logits.shape == (2, 1, 37, 50)
+    # each stride-2 step maps n to ceil(n / 2)
+    assert features.block1.shape == (2, 256, 10, 13)
+    assert features.block2.shape == (2, 512, 5, 7)
+    deep = (3, 4) if output_stride == 16 else (5, 7)
+    assert features.block3.shape == (2, 1024, *deep)
+    assert features.aspp.shape == (2, 256, *deep)
+
+
+@pytest.mark.parametrize(("output_stride", "dilations"), [(16, (1, 1, 1, 2)), (8, (1, 1, 2, 2))])
+def test_every_block_of_a_dilated_stage_is_dilated(output_stride, dilations):
+    resnet = RCRNet(output_stride=output_stride).resnet
+    for stage, dilation in zip(resnet.stages(), dilations):
+        for block in stage:
+            assert block.conv2.dilation == (dilation, dilation)
+            assert block.conv2.padding == (dilation, dilation)
+    assert not hasattr(resnet, "fc")
+
+
+def test_rcrnet_with_seven_input_channels():
+    model = RCRNet(input_channels=7).eval()
+    assert model.resnet.conv1.weight.shape == (64, 7, 7, 7)
+    with torch.no_grad():
+        assert model(torch.randn(1, 7, 32, 48)).shape == (1, 1, 32, 48)
+
+
+@pytest.mark.parametrize("model_class", [ImageModel, VideoModel])
+def test_freeze_bn_keeps_running_statistics(model_class):
+    model = model_class()
+    model.train()
+    model.freeze_bn()
+    batch_norms = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert batch_norms and all(not bn.training for bn in batch_norms)
+    assert all(p.requires_grad for bn in batch_norms for p in bn.parameters())
+    assert model.backbone.aspp.fire.dropout.training
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    frames = torch.randn(1, 2, 3, 32, 32) if model_class is VideoModel else torch.randn(1, 3, 32, 32)
+    model(frames).sum().backward()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.backbone.decoder.conv1.bn.weight.grad is not None
+
+
+def test_fresh_init_outside_the_imagenet_backbone():
+    model = VideoModel()
+    for name, param in model.named_parameters():
+        if name.startswith("backbone.resnet."):
+            continue
+        if name.startswith("non_local_block") and ".W." in name:
+            assert torch.count_nonzero(param) == 0, name
+        elif name.endswith("bias"):
+            assert torch.all(param == 0.001), name
+        elif param.dim() == 1:
+            assert torch.all(param == 1), name
+        else:
+            fan_out = param.shape[0] * math.prod(param.shape[2:])
+            assert param.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.2), name
+    x = torch.randn(1, 256, 2, 3, 3)
+    assert torch.equal(model.non_local_block(x), x)
+
+
+def test_non_local_block_is_the_dot_product_form():
+    block = NonLocalBlock3D(8).double()
+    for param in block.parameters():
+        nn.init.normal_(param)
+    x = torch.randn(2, 8, 3, 4, 5, dtype=torch.float64)
+    theta, phi, g = (conv(x).flatten(2) for conv in (block.theta, block.phi, block.g))
+    affinity = theta.transpose(1, 2) @ phi / phi.shape[-1]  # [B, N, N]
+    y = (affinity @ g.transpose(1, 2)).transpose(1, 2).reshape(2, 4, 3, 4, 5)
+    torch.testing.assert_close(block(x), x + block.W(y))
+
+
+def test_convgru_cell_equations():
+    cell = ConvGRUCell(4, 4).double()
+    x, h = torch.randn(2, 1, 4, 5, 5, dtype=torch.float64).unbind(0)
+    r = torch.sigmoid(cell.reset_gate(torch.cat((x, h), 1)))
+    z = torch.sigmoid(cell.update_gate(torch.cat((x, h), 1)))
+    n = torch.tanh(cell.output_gate(torch.cat((x, r * h), 1)))
+    torch.testing.assert_close(cell(x, h), (1 - z) * n + z * h)
+
+
+def test_video_model_rejects_bad_input():
+    model = VideoModel().eval()
+    with pytest.raises(ValueError, match="clip"):
+        model(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="list"):
+        model([])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(reference_model):
+    model = reference_model("video_model")
+    clip = torch.randn(1, 2, 3, 37, 41, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(clip)
+        model.cuda()
+        try:
+            actual = model(clip.cuda()).cpu()
+        finally:
+            model.cpu()
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6 * expected.abs().max().item())
