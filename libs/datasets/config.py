@@ -3,6 +3,12 @@
 Each entry says where a dataset's frames and labels live under `<root>/<name>/` and
 which videos (or image ids) make up each split. Image datasets carry `split_dir`;
 video datasets carry `default_label_interval` and `video_split`.
+
+Two optional keys, beyond the release's, describe benchmarks packed one folder per
+video (DAVSOD, ViSal): `image_subdir` / `label_subdir` name the folder inside each
+video folder that holds its frames / labels. A split may also be given as a folder
+pattern (a string such as `"Easy-35/*"`, or list items holding `*`, `?` or `[`),
+expanded against `<root>/<name>/<image_dir>` when the dataset is opened.
 """
 from __future__ import annotations
 
@@ -18,6 +24,22 @@ class DatasetConfigError(ValueError):
     """A dataset config file, entry, split or folder is not as expected."""
 
 
+class DatasetFileError(DatasetConfigError, FileNotFoundError):
+    """A folder or file the dataset needs is missing (also a FileNotFoundError)."""
+
+
+class DatasetReadError(DatasetConfigError):
+    """A file is there but cannot be used: unreadable, corrupt, or of the wrong size."""
+
+
+_PATTERN_CHARS = frozenset("*?[")
+
+
+def is_video_pattern(entry: str) -> bool:
+    """Whether a `video_split` item is a folder pattern rather than a video name."""
+    return any(ch in entry for ch in _PATTERN_CHARS)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One entry of the dataset config."""
@@ -30,6 +52,8 @@ class DatasetSpec:
     split_dir: str | None = None
     default_label_interval: int | None = None
     video_split: dict[str, list[str]] = field(default_factory=dict)
+    image_subdir: str = ""
+    label_subdir: str = ""
 
     @property
     def is_video(self) -> bool:
@@ -39,8 +63,12 @@ class DatasetSpec:
     def splits(self) -> list[str]:
         return list(self.video_split)
 
-    def videos(self, split: str) -> list[str]:
-        """The video folders of `split` (video datasets only)."""
+    def videos(self, split: str, root: str | Path | None = None) -> list[str]:
+        """The video folders of `split` (video datasets only).
+
+        Folder patterns in the split are expanded under `image_folder(root)` (hidden
+        folders skipped), sorted by name, so `root` is required for splits that use them.
+        """
         if not self.is_video:
             raise DatasetConfigError(f"dataset {self.name!r} is an image dataset: it has no videos")
         if split not in self.video_split:
@@ -48,10 +76,33 @@ class DatasetSpec:
                 f"dataset {self.name!r} has no split {split!r}; "
                 f"expected one of {', '.join(self.video_split) or '(none)'}"
             )
-        videos = self.video_split[split]
-        if not videos:
+        entries = self.video_split[split]
+        if not entries:
             raise DatasetConfigError(f"split {split!r} of dataset {self.name!r} lists no videos")
-        return list(videos)
+        videos: list[str] = []
+        for entry in entries:
+            if not is_video_pattern(entry):
+                videos.append(entry)
+                continue
+            if root is None:
+                raise DatasetConfigError(
+                    f"split {split!r} of dataset {self.name!r} is the folder pattern {entry!r}; "
+                    "pass the dataset root to list its videos"
+                )
+            base = self.image_folder(root)
+            if not base.is_dir():
+                raise DatasetFileError(f"image folder not found: {base} (dataset {self.name!r})")
+            found = sorted(
+                rel for rel in (p.relative_to(base).as_posix() for p in base.glob(entry) if p.is_dir())
+                if not any(part.startswith(".") for part in rel.split("/"))
+            )
+            if not found:
+                raise DatasetConfigError(
+                    f"split {split!r} of dataset {self.name!r}: pattern {entry!r} matches no video "
+                    f"folder under {base}"
+                )
+            videos.extend(found)
+        return videos
 
     def image_ids(self, root: str | Path, split: str) -> list[str]:
         """The ids listed in `<root>/<name>/<split_dir>/<split>_id.txt` (image datasets)."""
@@ -59,7 +110,7 @@ class DatasetSpec:
             raise DatasetConfigError(f"dataset {self.name!r} is a video dataset: it has no id lists")
         path = Path(root) / self.name / self.split_dir / f"{split}_id.txt"
         if not path.is_file():
-            raise DatasetConfigError(f"split file not found: {path} (dataset {self.name!r}, split {split!r})")
+            raise DatasetFileError(f"split file not found: {path} (dataset {self.name!r}, split {split!r})")
         ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         if not ids:
             raise DatasetConfigError(f"split file {path} lists no images")
@@ -71,8 +122,27 @@ class DatasetSpec:
     def label_folder(self, root: str | Path) -> Path:
         return Path(root) / self.name / self.label_dir
 
+    def video_image_folder(self, root: str | Path, video: str) -> Path:
+        """Where the frames of `video` live."""
+        folder = self.image_folder(root) / video
+        return folder / self.image_subdir if self.image_subdir else folder
+
+    def video_label_folder(self, root: str | Path, video: str) -> Path:
+        """Where the labels of `video` live."""
+        folder = self.label_folder(root) / video
+        return folder / self.label_subdir if self.label_subdir else folder
+
 
 _REQUIRED = ("image_dir", "label_dir", "image_ext", "label_ext")
+
+
+def _split_entries(value: object) -> list[str]:
+    """A split's videos: a list of names, or one string (a name or a folder pattern)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
 
 
 def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
@@ -91,7 +161,7 @@ def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
             raise DatasetConfigError(
                 f"{path}: entry {name!r} needs 'default_label_interval' as a positive integer"
             )
-        video_split = {str(k): [str(v) for v in (vs or [])] for k, vs in split.items()}
+        video_split = {str(k): _split_entries(vs) for k, vs in split.items()}
         return DatasetSpec(
             name=name,
             image_dir=str(entry["image_dir"]),
@@ -100,6 +170,8 @@ def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
             label_ext=str(entry["label_ext"]),
             default_label_interval=interval,
             video_split=video_split,
+            image_subdir=str(entry.get("image_subdir") or ""),
+            label_subdir=str(entry.get("label_subdir") or ""),
         )
     if "split_dir" not in entry:
         raise DatasetConfigError(
