@@ -1,0 +1,98 @@
+#!/usr/bin/env python
+"""Predict saliency maps with a trained RCRNet+NER (the release's inference.py, extended).
+
+Thin command line over `libs.inference`; see README.md, "Inference".
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from libs.engine import ArgumentParser, add_data_arguments, add_model_arguments, run_cli
+from libs.engine.errors import EngineError
+from libs.engine.runtime import AMP_CHOICES
+from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
+
+PROG = "inference.py"
+
+DESCRIPTION = """\
+Predict saliency maps with RCRNet+NER (or RCRNet: the checkpoint's kind is detected) and
+write them as 8-bit PNGs at each frame's original size:
+
+  benchmark split:  <results-folder>/<dataset>/<video>/<frame>.png   (the release's layout
+                    and clip sampling: the split's annotated frames, clips of --clip_len)
+  --input PATH:     <results-folder>/<name>/<frame>.png for every frame of a folder of
+                    images or of a video file (name: the folder's or file's name)
+
+Clips whose maps all exist are skipped unless --overwrite, so a killed run resumes.
+"""
+
+EPILOG = """\
+examples:
+  python inference.py --data data/datasets --dataset VOS --split test
+  python inference.py --dataset DAVIS2016 --split val --evaluate
+  python inference.py --input my_video.mp4 --overlay --results-folder data/results
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    data = add_data_arguments(parser)
+    data.add_argument("--dataset", default="VOS", type=str, help="dataset name for inference")
+    data.add_argument("--split", default="test", type=str, help="dataset split for inference")
+    data.add_argument("--input", default=None, metavar="PATH",
+                      help="a folder of frames or a video file to predict instead of a dataset split")
+    data.add_argument("--checkpoint", default="models/video_best_model.pth",
+                      help="VideoModel (or ImageModel) weights, e.g. the release's video_best_model.pth")
+    out = parser.add_argument_group("output")
+    out.add_argument("--results-folder", default="data/results/", help="where the saliency maps are written")
+    out.add_argument("--overwrite", action="store_true", help="predict again clips whose maps already exist")
+    out.add_argument("--overlay", action="store_true",
+                     help="also write frame | saliency | overlay panels to <results-folder>/<name>_overlay/")
+    out.add_argument("--evaluate", action="store_true",
+                     help="score the split's maps against its ground truth afterwards and print the table "
+                          "(S-measure, MAE, max F)")
+    model = add_model_arguments(parser)
+    model.add_argument("--batch-size", type=int, default=1, help="clips per forward pass")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    runtime.add_argument("--amp", default="off", choices=AMP_CHOICES,
+                         help="forward-pass precision: off (float32, as the release), bf16 or fp16")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def run() -> int:
+        if args.batch_size < 1:
+            raise EngineError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.evaluate and args.input:
+            raise EngineError("--evaluate needs a dataset split with ground truth, not --input")
+        checkpoint = Path(args.checkpoint)
+        if not checkpoint.is_file():
+            raise EngineError(f"--checkpoint {checkpoint}: no such file (the release's video_best_model.pth "
+                              "goes in models/, see README)")
+        predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device, args.amp)
+        print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, amp {args.amp}", flush=True)
+        options = InferenceOptions(results_folder=Path(args.results_folder), size=args.size,
+                                   clip_len=args.clip_len, batch_size=args.batch_size,
+                                   num_workers=args.num_workers, overwrite=args.overwrite,
+                                   overlay=args.overlay)
+        if args.input:
+            summary = infer_input(predictor, args.input, options)
+        else:
+            summary = infer_split(predictor, args.data, args.dataset, args.split, args.dataset_config,
+                                  options)
+        print(summary.describe(), flush=True)
+        if args.evaluate:
+            print(evaluate_split(options.results_folder, args.data, summary.name, args.split,
+                                 args.dataset_config, workers=max(1, args.num_workers)), flush=True)
+        return 0
+
+    return run_cli(run, PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Training curves from a CSV log (matplotlib, Agg backend: no display needed).
+
+    python -m libs.engine.plot models/checkpoints/video_log.csv [-o curves.png]
+
+draws loss (train and val), validation S-measure / max F-measure and MAE per epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .logs import read_log
+
+
+def plot_log(csv_path: str | Path, out_path: str | Path | None = None, title: str | None = None) -> Path:
+    """Draw the curves of the log at `csv_path` into a PNG (default: beside it, `.png`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    csv_path = Path(csv_path)
+    rows = read_log(csv_path)
+    out = Path(out_path) if out_path is not None else csv_path.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def series(phase: str, key: str) -> tuple[list[int], list[float]]:
+        points = [(r["epoch"], r[key]) for r in rows if r["phase"] == phase and r.get(key) is not None]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for phase, style in (("train", "-o"), ("val", "-s")):
+        xs, ys = series(phase, "loss")
+        if xs:
+            axes[0].plot(xs, ys, style, label=phase, markersize=3)
+    axes[0].set_title("loss (BCE per frame)")
+    for key, style in (("S", "-o"), ("maxF", "-s")):
+        xs, ys = series("val", key)
+        if xs:
+            axes[1].plot(xs, ys, style, label=f"val {key}", markersize=3)
+    axes[1].set_title("validation S-measure / max F")
+    for phase, style in (("train", "-o"), ("val", "-s")):
+        xs, ys = series(phase, "MAE")
+        if xs:
+            axes[2].plot(xs, ys, style, label=phase, markersize=3)
+    axes[2].set_title("MAE")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.suptitle(title or csv_path.name)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: plot a training log."""
+    parser = argparse.ArgumentParser(prog="python -m libs.engine.plot",
+                                     description="Plot the curves of a training CSV log.")
+    parser.add_argument("log", help="the CSV log (<save-folder>/<prefix>_log.csv)")
+    parser.add_argument("-o", "--out", default=None, help="output PNG (default: the log's name with .png)")
+    args = parser.parse_args(argv)
+    try:
+        out = plot_log(args.log, args.out)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
