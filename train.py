@@ -26,6 +26,7 @@ from libs.engine import (  # noqa: E402
     train_config_from_args,
 )
 from libs.engine.recipes import STAGES, get_stage, train_stage  # noqa: E402
+from libs.networks.models import NER_INITS  # noqa: E402
 
 PROG = "train.py"
 
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--clip-augment", action="store_true",
                       help="video stage: augment training clips like the image stage (one draw per clip; "
                            "not in the release)")
+    data.add_argument("--ner-init", choices=NER_INITS, default="spec",
+                      help="video stage: initialisation of a fresh NER module (non-local blocks, ConvGRUs, "
+                           "bidirection_conv): spec (Kaiming normal, biases 0.001, as the paper's code "
+                           "intends) or release (PyTorch's defaults, what the release's code really did; "
+                           "see README, Deviations)")
     add_training_arguments(parser, lr=None, batch_size=None, epochs=None, default_notes={
         "lr": "(default: 1e-5 video, 1e-4 image)", "batch_size": "(default: 1 video, 8 image)",
         "epochs": "(default: 50 video, 30 image)"})
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         train_stage(stage, runtime, config, data=args.data, dataset_config=args.dataset_config,
                     size=args.size, output_stride=args.os, clip_len=args.clip_len,
                     checkpoint=args.checkpoint if args.checkpoint is not None else stage.checkpoint,
-                    pseudo_label_folder=args.pseudo_label_folder or None, clip_augment=args.clip_augment)
+                    pseudo_label_folder=args.pseudo_label_folder or None, clip_augment=args.clip_augment,
+                    ner_init=args.ner_init)
         return 0
 
     return run_cli(run, PROG)

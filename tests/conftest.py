@@ -66,3 +66,22 @@ def golden(reference_dir: Path):
         return torch.load(reference_dir / "golden" / f"{name}.pt", weights_only=True)
 
     return load
+
+
+def _limit_threads(count: int):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(threads, count))
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def two_threads():
+    """At most two torch threads for a module's tests (CI has two cores); use with `usefixtures`."""
+    yield from _limit_threads(2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (many small ops, where threads only cost)."""
+    yield from _limit_threads(1)

@@ -13,12 +13,7 @@ from flownet2.padding import estimate_flow, padded_length, resized_length
 GOLDEN_RTOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from flownet2.channelnorm import ChannelNorm, channel_norm
 from flownet2.correlation import Correlation, correlation
 from flownet2.resample2d import Resample2d, resample2d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -8,18 +8,15 @@ import torch
 from torch import nn
 
 from libs.modules import ConvGRUCell, NonLocalBlock3D
-from libs.networks import ImageModel, RCRNet, VideoModel
+from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel
 
 FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
 MODELS = {"image_model": ImageModel, "video_model": VideoModel}
+# every network the release saved, by reference key file
+KEYED_MODELS = {**MODELS, "fgplg": FGPLG}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(min(threads, 2))
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +35,11 @@ def reference_model(reference_state_dict):
     return build
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(KEYED_MODELS))
 def test_state_dict_matches_reference_keys(name, reference_keys):
     reference = reference_keys(name)
     assert FC_KEYS <= set(reference)
-    ours = MODELS[name]().state_dict()
+    ours = KEYED_MODELS[name]().state_dict()
     expected = {k: v for k, v in reference.items() if k not in FC_KEYS}
     assert list(ours) == list(expected)
     for key, tensor in ours.items():
@@ -172,6 +169,30 @@ def test_fresh_init_outside_the_imagenet_backbone():
             assert param.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.2), name
     x = torch.randn(1, 256, 2, 3, 3)
     assert torch.equal(model.non_local_block(x), x)
+
+
+def test_release_ner_init_keeps_pytorch_defaults():
+    """--ner-init release: the NER layers the release left alone get PyTorch's default init
+    (uniform within 1/sqrt(fan_in)); the rest is as with the spec's init."""
+    torch.manual_seed(0)
+    spec = dict(VideoModel().named_parameters())
+    released = dict(VideoModel(ner_init="release").named_parameters())
+    default_init = ("convgru_", "bidirection_conv.",
+                    *(f"{block}.{layer}." for block in ("non_local_block", "non_local_block2")
+                      for layer in ("theta", "phi", "g")))
+    changed = 0
+    for name, param in released.items():
+        if name.startswith(default_init):
+            weight = released[name.rsplit(".", 1)[0] + ".weight"]
+            bound = 1 / math.sqrt(math.prod(weight.shape[1:]))
+            assert param.abs().max().item() <= bound + 1e-7, name
+            assert not torch.all(param == 0.001), name
+            changed += 1
+        elif not name.startswith("backbone."):
+            assert torch.equal(param, spec[name]), name
+    assert changed == 2 * 3 * 2 + 2 + 2 * 3 * 2
+    with pytest.raises(ValueError, match="ner_init"):
+        VideoModel(ner_init="other")
 
 
 def test_non_local_block_is_the_dot_product_form():

@@ -3,7 +3,7 @@
 - `ArgumentParser`: argparse whose usage errors are one line (`prog: error: ... (see --help)`).
 - `add_data_arguments`, `add_training_arguments`, `add_model_arguments`,
   `add_runtime_arguments`: the release's flags (same names, same defaults unless the
-  caller gives others) and the runtime flags `--device --amp --seed`.
+  caller gives others) and the runtime flags `--device --precision/--amp --seed`.
 - `train_config_from_args`: the `TrainConfig` those flags describe.
 - `run_cli(main)`: runs a script's main function, reporting user errors (bad values,
   missing or unfit files: `USER_ERRORS`) as one `prog: error: ...` line on stderr with exit
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
+
+from libs.utils.precision import PRECISION_TO_AMP, TRAINING_PRECISION_CHOICES
 
 from .errors import USER_ERRORS, one_line
 from .runtime import AMP_CHOICES, teardown_runtime
@@ -132,14 +134,27 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
     return group
 
 
-def add_runtime_arguments(parser: argparse.ArgumentParser, amp: str = "off") -> argparse._ArgumentGroup:
-    """--device, --amp, --seed."""
+def training_precision(text: str) -> str:
+    """argparse type of `--precision` (training): auto, fp32, bf16 or fp16, stored in `--amp`'s
+    names (fp32 -> off)."""
+    if text not in TRAINING_PRECISION_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice {text!r} (choose from {', '.join(TRAINING_PRECISION_CHOICES)})")
+    return PRECISION_TO_AMP.get(text, text)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, amp: str = "auto") -> argparse._ArgumentGroup:
+    """--device, --precision (alias --amp), --seed. Both precision flags set `args.amp`."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto",
                        help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
                             "takes cuda:LOCAL_RANK")
-    group.add_argument("--amp", default=amp, choices=AMP_CHOICES,
-                       help="mixed precision: off (float32), bf16 or fp16 (with loss scaling)")
+    group.add_argument("--precision", dest="amp", default=amp, type=training_precision, metavar="PRECISION",
+                       help="auto (bf16 autocast + channels-last where bfloat16 is native: CPUs with AMX or "
+                            "AVX512-BF16, CUDA GPUs of compute capability 8+; else fp32), fp32 (the "
+                            "release's float32), bf16 or fp16 (autocast, fp16 with loss scaling)")
+    group.add_argument("--amp", dest="amp", default=amp, choices=AMP_CHOICES,
+                       help="the same as --precision, older names: off (= fp32), auto, bf16, fp16")
     group.add_argument("--seed", type=int, default=None,
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
                             "(default: a random seed, printed and kept in the resume file)")

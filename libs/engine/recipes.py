@@ -122,21 +122,22 @@ def _checkpoint_file(path: str | Path, stage: Stage) -> Path:
 
 
 def build_model(stage: Stage, output_stride: int = 16, checkpoint: str | Path | None = None,
-                start_epoch: int = 0, log: bool = True) -> nn.Module:
+                start_epoch: int = 0, log: bool = True, ner_init: str = "spec") -> nn.Module:
     """The stage's model with its initial weights.
 
     video: `checkpoint` is an ImageModel file (backbone loaded, NER fresh, the release's
     start) or a VideoModel file (everything loaded); with `start_epoch` > 0 it must be a
     VideoModel file. image: None fetches torchvision's ImageNet ResNet-50; a file is either
     torchvision's resnet50 state dict or an ImageModel checkpoint (fine-tuning; required
-    with `start_epoch` > 0). "none": fresh initialisation everywhere.
+    with `start_epoch` > 0). "none": fresh initialisation everywhere. `ner_init`: how a fresh NER
+    module is initialised (`libs.networks.models.NER_INITS`).
     """
     def say(text: str) -> None:
         if log:
             print(text, flush=True)
 
     if stage.name == "video":
-        model: nn.Module = VideoModel(output_stride=output_stride)
+        model: nn.Module = VideoModel(output_stride=output_stride, ner_init=ner_init)
         if checkpoint is None or str(checkpoint).lower() == NO_CHECKPOINT:
             say("VideoModel: fresh initialisation (no checkpoint)")
             return model
@@ -178,7 +179,8 @@ def train_stage(stage: Stage, runtime: Runtime, config: TrainConfig, *, data: st
                 dataset_config: str | Path, size: int, output_stride: int = 16, clip_len: int = 4,
                 checkpoint: str | Path | None = None, pseudo_label_folder: str | Path | None = None,
                 clip_augment: bool = False, train_sets: DatasetList | None = None,
-                val_sets: DatasetList | None = None, model: nn.Module | None = None) -> FitResult:
+                val_sets: DatasetList | None = None, model: nn.Module | None = None,
+                ner_init: str = "spec") -> FitResult:
     """Build the datasets, the model (unless given) and the task of `stage`, then train."""
     train_set, val_set = build_datasets(stage, data, dataset_config, size, clip_len, pseudo_label_folder,
                                         clip_augment, train_sets, val_sets)
@@ -188,6 +190,7 @@ def train_stage(stage: Stage, runtime: Runtime, config: TrainConfig, *, data: st
     if model is None:
         # with --resume the weights come from the resume file: no checkpoint is read
         initial = NO_CHECKPOINT if config.resume is not None else checkpoint
-        model = build_model(stage, output_stride, initial, config.start_epoch, log=runtime.is_main)
+        model = build_model(stage, output_stride, initial, config.start_epoch, log=runtime.is_main,
+                            ner_init=ner_init)
     trainer = Trainer(make_task(stage, model), runtime, config, train_set, val_set)
     return trainer.fit()

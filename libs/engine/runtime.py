@@ -19,9 +19,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from libs.utils.precision import PRECISION_TO_AMP, resolve_precision
+
 from .errors import EngineError
 
-AMP_CHOICES = ("off", "bf16", "fp16")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -114,6 +116,14 @@ def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) ->
     return device
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """`amp` with `auto` resolved for training on `device` (`libs.utils.precision`): bf16 where
+    bfloat16 is native (CPUs with AMX or AVX512-BF16, CUDA GPUs of compute capability 8+), else off."""
+    if amp != "auto":
+        return amp
+    return PRECISION_TO_AMP[resolve_precision("auto", device, training=True)]
+
+
 def check_amp(amp: str, device: torch.device) -> None:
     """Raise if `amp` is unknown or unsupported on `device`."""
     if amp not in AMP_CHOICES:
@@ -136,13 +146,15 @@ def seed_worker(worker_id: int) -> None:
 
 
 def setup_runtime(device: str = "auto", amp: str = "off", seed: int | None = None) -> Runtime:
-    """Set up this process: process group under torchrun, device, seeds, determinism."""
+    """Set up this process: process group under torchrun, device, precision (`amp` auto is resolved
+    by `resolve_amp`), seeds, determinism."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world_size > 1
     resolved = resolve_device(device, local_rank, distributed)
     check_amp(amp, resolved)
+    amp = resolve_amp(amp, resolved)
     if distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":

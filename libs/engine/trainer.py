@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from libs.utils.checkpoint import save_checkpoint
 from libs.utils.metrics import VALIDATION_METRICS, SaliencyMetrics
+from libs.utils.optimize import to_channels_last
 
 from .errors import EngineError, one_line
 from .logs import RunLogger, log_path
@@ -168,6 +169,10 @@ class Trainer:
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
         self.module: nn.Module = task.model.to(runtime.device)
+        if runtime.amp != "off":
+            # reduced precision: channels-last convs (oneDNN and cuDNN then skip a layout reorder of
+            # every activation; about 2x faster bf16 training steps on a CPU, README "Performance")
+            to_channels_last(getattr(self.module, "backbone", self.module))
         self.optimizer = task.make_optimizer(config.lr)
         self.scaler = runtime.grad_scaler()
         self.model: nn.Module = self.module

@@ -98,9 +98,10 @@ def _pending(source: ClipSource, options: InferenceOptions) -> tuple[Dataset, in
     return Subset(source, todo), len(source) - len(todo)
 
 
-def _loader(dataset: Dataset, options: InferenceOptions, workers: int) -> DataLoader:
+def _loader(dataset: Dataset, options: InferenceOptions, workers: int, predictor: Predictor) -> DataLoader:
+    """Clips decoded and resized in `workers` processes; pinned memory when the model is on a GPU."""
     return DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate_clips, pin_memory=False)
+                      collate_fn=collate_clips, pin_memory=predictor.device.type == "cuda")
 
 
 def run_clips(predictor: Predictor, loader: DataLoader, options: InferenceOptions, total: int | None = None,
@@ -148,7 +149,8 @@ def infer_split(predictor: Predictor, data: str | Path, dataset: str, split: str
                              label_interval=1, frame_between_label_num=0, clip_len=options.clip_len)
     source = DatasetClips(split_set, with_original=options.overlay)
     pending, skipped = _pending(source, options)
-    loader = _loader(pending, options, options.num_workers)
+    predictor.plan(len(pending) * options.clip_len)
+    loader = _loader(pending, options, options.num_workers, predictor)
     clips, _, written = run_clips(predictor, loader, options, total=len(loader), desc=f"{name} {split}")
     return InferenceSummary(name, Path(options.results_folder) / name, clips, skipped, written,
                             time.perf_counter() - start)
@@ -162,7 +164,8 @@ def infer_input(predictor: Predictor, input_path: str | Path, options: Inference
     if path.is_dir():
         source = FolderClips(path, transform, options.clip_len, with_original=options.overlay)
         pending, skipped = _pending(source, options)
-        loader = _loader(pending, options, options.num_workers)
+        predictor.plan(len(pending) * options.clip_len)
+        loader = _loader(pending, options, options.num_workers, predictor)
         total: int | None = len(loader)
         name = source.name
     elif path.is_file():
@@ -170,7 +173,7 @@ def infer_input(predictor: Predictor, input_path: str | Path, options: Inference
             raise EngineError(f"--input {path}: not a folder of frames nor a video file "
                               f"({', '.join(VIDEO_EXTENSIONS)})")
         video = VideoFileClips(path, transform, options.clip_len, with_original=options.overlay)
-        loader = _loader(video, options, min(1, options.num_workers))
+        loader = _loader(video, options, min(1, options.num_workers), predictor)
         total, skipped, name = None, 0, video.name
     else:
         raise EngineError(f"--input {path}: no such file or folder")

@@ -1,8 +1,10 @@
 """Networks: RCRNet and its image (RCRNet) and video (RCRNet+NER) models."""
+from .fgplg import FGPLG
 from .models import ImageModel, VideoModel
 from .rcrnet import RCRNet, SpatialFeatures
 
 __all__ = [
+    "FGPLG",
     "ImageModel",
     "RCRNet",
     "SpatialFeatures",

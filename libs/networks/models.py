@@ -10,6 +10,10 @@ from libs.modules import ConvGRUCell, NonLocalBlock3D, fresh_init_
 
 from .rcrnet import RCRNet
 
+# fresh initialisation of VideoModel's NER module: "spec" (SPEC §3: Kaiming normal fan-out, biases
+# 0.001) or "release" (what the release's code did: PyTorch's defaults; see README, Deviations)
+NER_INITS = ("spec", "release")
+
 
 class ImageModel(nn.Module):
     """RCRNet on single frames: forward(frames [B, 3, H, W]) -> logits [B, 1, H, W]."""
@@ -34,8 +38,10 @@ class VideoModel(nn.Module):
     forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W].
     """
 
-    def __init__(self, output_stride: int = 16) -> None:
+    def __init__(self, output_stride: int = 16, ner_init: str = "spec") -> None:
         super().__init__()
+        if ner_init not in NER_INITS:
+            raise ValueError(f"ner_init {ner_init!r}: expected one of {', '.join(NER_INITS)}")
         self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3)
         self.convgru_forward = ConvGRUCell(256, 256, 3)
         self.convgru_backward = ConvGRUCell(256, 256, 3)
@@ -43,8 +49,22 @@ class VideoModel(nn.Module):
         fresh_init_(self.bidirection_conv)
         self.non_local_block = NonLocalBlock3D(256)
         self.non_local_block2 = NonLocalBlock3D(256)
+        if ner_init == "release":
+            self._release_ner_init()
         # the release builds its VideoModel with a frozen backbone BatchNorm
         self.freeze_bn()
+
+    def _release_ner_init(self) -> None:
+        """The release code's actual NER initialisation: its ConvGRU init loop never matched a layer
+        and it set none for `bidirection_conv` or the non-local theta, phi and g, so those keep
+        PyTorch's default (the non-local output conv W is zero either way)."""
+        layers = [self.bidirection_conv]
+        for cell in (self.convgru_forward, self.convgru_backward):
+            layers += [cell.reset_gate, cell.update_gate, cell.output_gate]
+        for block in (self.non_local_block, self.non_local_block2):
+            layers += [block.theta, block.phi, block.g]
+        for layer in layers:
+            layer.reset_parameters()
 
     def freeze_bn(self) -> None:
         """Put every BatchNorm of the backbone in eval mode; video training calls it after `train()`."""

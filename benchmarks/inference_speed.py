@@ -1,0 +1,232 @@
+"""VideoModel inference speed at 448x448 (clips of 4 frames) and each configuration's deviation
+from float32, measured in one run.
+
+Rows: the faithful float32 eager path (the release's way: `torch.no_grad`, a list of frames),
+the release's frame-by-frame backbone loop, `torch.inference_mode`, channels-last, BatchNorm
+folding, bf16 and fp16 autocast, float32 islands, several clips per batch and
+`torch.compile`, alone and combined. Times are medians over `--rounds` interleaved rounds
+(the machine may be shared); speed is relative to the first row.
+
+Deviation is measured on a VideoModel trained briefly on the synthetic videos (trained once
+and cached under data/bench/, a few minutes on a CPU): the share of output pixels whose
+8-bit saliency differs from float32's, and the largest difference in levels (the worse of
+round(255 p) and floor(255 p), the files' quantisation), over `--deviation-clips` clips of
+the synthetic evaluation videos. Tolerance: at most 0.1% of pixels differ, none by more
+than 2 levels.
+
+    python benchmarks/inference_speed.py                     # 448x448, 3 rounds
+    python benchmarks/inference_speed.py --size 64 --rounds 1 --deviation-clips 1 --no-compile \\
+        --train-steps 2 --train-size 64 --cache /tmp/bench     # a quick smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from _common import (
+    Deviation,
+    Row,
+    add_common_arguments,
+    add_trained_model_arguments,
+    clip_batches,
+    deviation,
+    machine,
+    report,
+    setup,
+    synthetic_data,
+    time_interleaved,
+    trained_video_model,
+)
+
+from libs.utils.allocator import reuse_freed_memory
+from libs.utils.checked_decoder import CheckedDecoder
+from libs.utils.optimize import prepare_model
+from libs.utils.precision import native_bf16
+
+
+@dataclass
+class Config:
+    """One way of running the model: `predict(clips [B, T, 3, H, W]) -> probabilities`."""
+
+    name: str
+    predict: Callable[[torch.Tensor], torch.Tensor]
+    clips_per_batch: int = 1
+    reuse_memory: bool = False  # glibc keeps freed blocks (libs.utils.allocator)
+    setup_seconds: float = 0.0
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        reuse_freed_memory(self.reuse_memory)
+        return self.predict(clips)
+
+
+def release_way(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call)."""
+
+    def predict(clips: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(list(clips.unbind(1)))
+        return torch.sigmoid(torch.stack(logits, 1))
+
+    return predict
+
+
+def frame_by_frame(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """float32, the release's VideoModel loop: each frame through the backbone on its own."""
+    net = model.backbone
+
+    def predict(clips: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            frames = clips.unbind(1)
+            features = [net.spatial_features(f) for f in frames]
+            aspp = torch.stack([f.aspp for f in features], dim=2)  # [B, 256, T, h, w]
+            enhanced = model.enhance(aspp).unbind(2)
+            logits = [net.classify_pixels(f, e, clips.shape[3:]) for f, e in zip(features, enhanced)]
+        return torch.sigmoid(torch.stack(logits, 1))
+
+    return predict
+
+
+def prepared(model: torch.nn.Module, precision: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`prepare_model(model, precision, **options)`, sigmoid of its float32 logits."""
+    fast = prepare_model(model, precision, "cpu", **options)
+
+    def predict(clips: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(fast(clips))
+
+    return predict
+
+
+def plain(model: torch.nn.Module, precision: str, channels_last: bool = False) -> Callable:
+    """Autocast at `precision` under `torch.inference_mode`, nothing else changed (but the layout)."""
+    return prepared(model, precision, fold_bn=False, channels_last=channels_last)
+
+
+def fp16_works() -> str | None:
+    """None when fp16 autocast convolves on this CPU, else why not."""
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
+            torch.nn.functional.conv2d(torch.randn(1, 8, 8, 8), torch.randn(8, 8, 3, 3))
+    except RuntimeError as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Config]:
+    """The rows, faithful float32 first."""
+    configs = [
+        Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
+        Config("fp32, frame-by-frame backbone (release loop)", frame_by_frame(model)),
+        Config("fp32 + inference_mode", plain(model, "fp32")),
+        Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
+        Config("fp32 + channels_last + BN folded", prepared(model, "fp32")),
+        Config("bf16 autocast", plain(model, "bf16")),
+        Config("bf16 + channels_last", plain(model, "bf16", channels_last=True)),
+        Config("bf16 + channels_last + BN folded", prepared(model, "bf16")),
+        Config("bf16 + channels_last + BN folded, decoder in fp32",
+               prepared(model, "bf16", float32_modules=["backbone.decoder"])),
+        Config("mixed: fp32 + channels_last + BN folded, checked bf16 decoder", prepared(model, "mixed")),
+        Config("  same, 2 clips per batch", prepared(model, "mixed"), clips_per_batch=2),
+        Config("fp32 (release) + freed memory reused", release_way(model), reuse_memory=True),
+        Config("mixed + freed memory reused (inference.py's default)", prepared(model, "mixed"),
+               reuse_memory=True),
+    ]
+    why_not = fp16_works()
+    if why_not is None:
+        configs.insert(8, Config("fp16 + channels_last + BN folded", prepared(model, "fp16")))
+    else:
+        print(f"fp16 autocast: unsupported here ({why_not})", file=sys.stderr)
+    if not args.no_compile:
+        configs += [
+            Config("torch.compile fp32 (+ channels_last + BN folded)", prepared(model, "fp32", compile=True)),
+            Config("torch.compile bf16 (+ channels_last + BN folded)", prepared(model, "bf16", compile=True)),
+            Config("torch.compile mixed", prepared(model, "mixed", compile=True)),
+            Config("torch.compile mixed + freed memory reused (default of long runs)",
+                   prepared(model, "mixed", compile=True), reuse_memory=True),
+            Config("torch.compile bf16 + freed memory reused", prepared(model, "bf16", compile=True),
+                   reuse_memory=True),
+        ]
+    if not native_bf16("cpu"):
+        print("note: this CPU has no native bfloat16; bf16 rows are emulated and slow", file=sys.stderr)
+    return configs
+
+
+def batch_of(clips: torch.Tensor, start: int, size: int) -> torch.Tensor:
+    """`size` clips from index `start` on, wrapping around."""
+    return clips[[(start + k) % len(clips) for k in range(size)]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
+    parser.add_argument("--clip-len", type=int, default=4)
+    parser.add_argument("--deviation-clips", type=int, default=6,
+                        help="clips of the synthetic evaluation videos the deviation is measured on")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    add_trained_model_arguments(parser)
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    setup(args)
+    print(machine(), file=sys.stderr)
+    model = trained_video_model(steps=args.train_steps, size=args.train_size)
+    config = synthetic_data()
+    batches = clip_batches(config, args.size, args.clip_len, batch=1, training=False)
+    samples = [next(batches) for _ in range(max(1, args.deviation_clips))]
+    clips = torch.cat([c for c, _ in samples])
+    labels = torch.cat([lab for _, lab in samples])
+
+    configs = build_configs(model, args)
+    checked = CheckedDecoder(model.backbone.decoder)
+    reports: list[dict[str, float]] = []
+    hook = model.backbone.decoder.register_forward_pre_hook(
+        lambda module, inputs: reports.append(checked.error_report(inputs[0])))
+    # the first call (compilation, where any), then the deviation from float32 over every clip
+    reference: torch.Tensor | None = None
+    deviations: dict[str, Deviation] = {}
+    for cfg in configs:
+        start = time.perf_counter()
+        cfg(batch_of(clips, 0, cfg.clips_per_batch))
+        cfg.setup_seconds = time.perf_counter() - start
+        probs = torch.cat([cfg(batch_of(clips, i, cfg.clips_per_batch))
+                           for i in range(0, len(clips), cfg.clips_per_batch)])[: len(clips)]
+        if reference is None:
+            hook.remove()
+            reference = probs
+            soft = ((probs > 0.02) & (probs < 0.98)).float().mean().item()
+            print(f"trained model, float32: MAE {(probs - labels).abs().mean().item():.4f} on {len(clips)} "
+                  f"evaluation clips; {100 * soft:.2f}% of pixels have 0.02 < p < 0.98", file=sys.stderr)
+        deviations[cfg.name] = deviation(reference, probs)
+        print(f"  {cfg.name}: first call {cfg.setup_seconds:.1f} s, deviation "
+              f"{deviations[cfg.name].describe()}", file=sys.stderr, flush=True)
+
+    def before(cfg: Config) -> None:
+        """Switch the allocator mode untimed; with freed memory reused, warm the heap up first."""
+        reuse_freed_memory(cfg.reuse_memory)
+        if cfg.reuse_memory:
+            cfg(batch_of(clips, 0, cfg.clips_per_batch))
+
+    rows = [Row(cfg.name, (lambda c=cfg: c.predict(batch_of(clips, 0, c.clips_per_batch))),
+                cfg.clips_per_batch * args.clip_len, [], before=(lambda c=cfg: before(c))) for cfg in configs]
+    time_interleaved(rows, args.rounds, warmup=0)
+    base = rows[0].rate
+    table = []
+    for cfg, row in zip(configs, rows):
+        dev = deviations[cfg.name]
+        table.append([cfg.name, f"{row.rate:.3f}", f"{row.rate / base:.2f}x", dev.describe(),
+                      "yes" if dev.within() else "no", f"{cfg.setup_seconds:.1f}"])
+    report(f"VideoModel inference, {args.size}x{args.size}, clips of {args.clip_len}, "
+           f"median of {args.rounds} interleaved rounds",
+           ["configuration", "frames/s", "speed-up", "pixels differing / max levels", "within tolerance",
+            "first call (s)"], table)
+    worst = max(r["max_error_in_sigmas"] for r in reports)
+    share = sum(r["recomputed"] for r in reports) / len(reports)
+    print(f"\nchecked bf16 decoder: largest logit error {worst:.2f} estimated sigmas "
+          f"(margin: z = {checked.z:g}); {100 * share:.1f}% of the pixels recomputed in float32")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Pseudo-label generation: what `generate_pseudo_labels.py` does (SPEC §9).
+
+The frames come from the release's clip datasets with `frame_between_label_num` m:
+clips [labelled, m unlabelled frames, labelled] over every `label_interval`-th annotated
+frame. For each clip the middle frames are generated, left to right, each from the two
+labelled ends, and everything is written to `<out>/<dataset>/<video>/<frame>.png`:
+
+- kept ground truth is copied byte for byte (the release resampled it through the
+  network's input size);
+- generated labels are saliency probabilities resized to the frame's original size and
+  stored as 8-bit grey;
+- every frame is written once (neighbouring clips share their labelled ends; the release
+  wrote those twice), atomically (a temporary file renamed into place), and a frame whose
+  file already exists is skipped, so an interrupted run resumes where it stopped;
+- under torchrun each rank takes a disjoint share of the clips.
+
+The folder `<out>` is what `train.py --pseudo-label-folder` reads (`use_pseudo_labels`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from flownet2.resample2d import resample2d
+from libs.datasets import DatasetConfigError, get_datasets, get_transforms
+from libs.datasets.video_dataset import VideoClipDataset
+from libs.engine.errors import EngineError
+from libs.networks.fgplg import FGPLG, unnormalise
+from libs.networks.flow import FlowEstimator
+from libs.utils.fgplg_checkpoint import load_fgplg
+from libs.utils.optimize import inference_context, prepare_model
+
+# Release defaults: which videos get pseudo-labels.
+DEFAULT_DATASETS: tuple[str, ...] = ("DAVIS2016", "FBMS", "VOS")
+DEFAULT_SPLITS: tuple[str, ...] = ("train", "train", "train")
+OUTPUT_EXT = ".png"
+
+# (frame, frame_l, frame_r, label_l, label_r) -> saliency probabilities [B, 1, H, W]
+Predictor = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device | str = "cpu") -> Predictor:
+    """An FGPLG's pseudo-labels as probabilities (sigmoid of its logits).
+
+    `precision` (`libs.utils.precision`, resolved): `fp32` runs `model` as it is (the release's
+    numbers); anything else runs a copy prepared by `libs.utils.optimize.prepare_model`
+    (BatchNorm folded, channels-last, and `mixed`'s checked bfloat16 decoder or bf16/fp16 autocast).
+    """
+    if precision == "fp32":
+        run = model.eval()
+        context = torch.no_grad
+    else:
+        run = prepare_model(model, precision, device).model
+
+        def context() -> contextlib.AbstractContextManager:
+            return inference_context(precision, device)
+
+    def predict(frame: Tensor, frame_l: Tensor, frame_r: Tensor, label_l: Tensor, label_r: Tensor) -> Tensor:
+        with context():
+            return torch.sigmoid(run.generate_pseudo_label(frame, frame_l, frame_r, label_l, label_r).float())
+
+    return predict
+
+
+def warp_predictor(estimator: FlowEstimator) -> Predictor:
+    """The flow-warping baseline: the mean of the two neighbours' labels warped onto the frame."""
+
+    def predict(frame: Tensor, frame_l: Tensor, frame_r: Tensor, label_l: Tensor, label_r: Tensor) -> Tensor:
+        rgb = unnormalise(frame)
+        flow_l = estimator.estimate(rgb, unnormalise(frame_l)).to(label_l.dtype)
+        flow_r = estimator.estimate(rgb, unnormalise(frame_r)).to(label_r.dtype)
+        return 0.5 * (resample2d(label_l, flow_l) + resample2d(label_r, flow_r))
+
+    return predict
+
+
+@dataclass
+class ClipJob:
+    """The frames one clip is responsible for: positions to generate and labels to copy."""
+
+    part: int  # index of the VideoClipDataset among the datasets
+    clip: int  # clip index in that dataset
+    generate: list[tuple[int, Path]] = field(default_factory=list)  # (position in clip, output)
+    copy: list[tuple[Path, Path]] = field(default_factory=list)  # (ground-truth label, output)
+
+
+@dataclass
+class Summary:
+    """What a run did: frames in its share, written (generated + copied), skipped (already there)."""
+
+    frames: int = 0
+    written: int = 0
+    skipped: int = 0
+    generated: int = 0
+    copied: int = 0
+
+    def as_tensor(self) -> Tensor:
+        return torch.tensor([self.frames, self.written, self.skipped, self.generated, self.copied])
+
+    @classmethod
+    def from_tensor(cls, values: Tensor) -> Summary:
+        return cls(*(int(v) for v in values.tolist()))
+
+    def line(self) -> str:
+        return (f"{self.frames} frames: {self.written} written ({self.generated} generated, "
+                f"{self.copied} ground truth copied), {self.skipped} skipped (already there)")
+
+
+def clip_datasets(dataset: Dataset) -> list[VideoClipDataset]:
+    """The VideoClipDatasets of a dataset or ConcatDataset (anything else is an error)."""
+    parts = list(dataset.datasets) if isinstance(dataset, ConcatDataset) else [dataset]
+    for part in parts:
+        if not isinstance(part, VideoClipDataset):
+            raise TypeError(f"pseudo-labels are generated over video clip datasets, not "
+                            f"{type(part).__name__}")
+    return parts
+
+
+def output_path(out: Path, dataset: str, image_id: str) -> Path:
+    """Where a frame's label goes: `<out>/<dataset>/<video>/<frame>.png`."""
+    return out / dataset / f"{image_id}{OUTPUT_EXT}"
+
+
+def plan(parts: Sequence[VideoClipDataset], out: Path) -> list[ClipJob]:
+    """Give every frame of every clip to the first clip that holds it.
+
+    Labelled frames are copied; the others are generated from their clip's ends.
+    """
+    seen: set[tuple[str, str]] = set()
+    jobs: list[ClipJob] = []
+    for p, part in enumerate(parts):
+        for c in range(len(part)):
+            job = ClipJob(p, c)
+            frames = part.clip_frames(c)
+            for t, frame in enumerate(frames):
+                key = (part.name, frame["image_id"])
+                if key in seen:
+                    continue
+                seen.add(key)
+                target = output_path(out, part.name, frame["image_id"])
+                if "label_path" in frame:
+                    job.copy.append((Path(frame["label_path"]), target))
+                elif 0 < t < len(frames) - 1:
+                    job.generate.append((t, target))
+                else:
+                    raise ValueError(
+                        f"clip {c} of {part.name!r} ends with the unlabelled frame {frame['image_id']!r}: "
+                        "pseudo-labels are generated between labelled frames only"
+                    )
+            if job.generate or job.copy:
+                jobs.append(job)
+    return jobs
+
+
+def shard(jobs: Sequence[ClipJob], rank: int, world_size: int) -> list[ClipJob]:
+    """This rank's share of the clips (round robin: disjoint, and together all of them)."""
+    return list(jobs[rank::world_size])
+
+
+def is_complete(path: Path) -> bool:
+    """A written label: present and not empty (writes are atomic, so present means complete)."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _atomic(target: Path, write: Callable[[str], None]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_label(source: Path, target: Path) -> None:
+    """Copy a ground-truth label byte for byte (re-encoded as PNG only if it is not one)."""
+    if source.suffix.lower() == OUTPUT_EXT:
+        _atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+    else:
+        with Image.open(source) as image:
+            grey = image.convert("L")
+        _atomic(target, lambda tmp: grey.save(tmp, format="PNG"))
+
+
+def to_uint8_map(probabilities: Tensor, height: int, width: int) -> np.ndarray:
+    """Probabilities [1, h, w] -> uint8 [height, width] (bilinear resize, then rounding)."""
+    x = probabilities.detach().float().unsqueeze(0)
+    if x.shape[-2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+    return (x[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def save_label(array: np.ndarray, target: Path) -> None:
+    """Write an 8-bit grey label atomically."""
+    image = Image.fromarray(array, mode="L")
+    _atomic(target, lambda tmp: image.save(tmp, format="PNG"))
+
+
+class _ClipJobs(Dataset):
+    """The clips to generate, loaded by their datasets (frames resized and normalised)."""
+
+    def __init__(self, parts: Sequence[VideoClipDataset], jobs: Sequence[ClipJob]) -> None:
+        self.parts = parts
+        self.jobs = jobs
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[int, list[dict[str, Any]]]:
+        job = self.jobs[index]
+        return index, self.parts[job.part][job.clip]
+
+
+def _collate(batch: list[tuple[int, list[dict[str, Any]]]]) -> dict[str, Any]:
+    indices = [index for index, _ in batch]
+    clips = [clip for _, clip in batch]
+    for clip in clips:
+        for end in (clip[0], clip[-1]):
+            if "label" not in end:
+                raise ValueError(f"frame {end['image_id']!r} ends a clip but has no label")
+    return {
+        "jobs": indices,
+        "images": torch.stack([torch.stack([f["image"] for f in clip]) for clip in clips]),
+        "label_l": torch.stack([clip[0]["label"] for clip in clips]),
+        "label_r": torch.stack([clip[-1]["label"] for clip in clips]),
+        "sizes": [[(int(f["height"]), int(f["width"])) for f in clip] for clip in clips],
+    }
+
+
+def _pending(jobs: Sequence[ClipJob], summary: Summary) -> list[ClipJob]:
+    """Drop outputs that already exist (counted as skipped); keep the jobs with work left."""
+    left = []
+    for job in jobs:
+        summary.frames += len(job.generate) + len(job.copy)
+        generate = [(t, path) for t, path in job.generate if not is_complete(path)]
+        copy = [(src, path) for src, path in job.copy if not is_complete(path)]
+        summary.skipped += len(job.generate) - len(generate) + len(job.copy) - len(copy)
+        if generate or copy:
+            left.append(ClipJob(job.part, job.clip, generate, copy))
+    return left
+
+
+def generate(predict: Predictor, dataset: Dataset, out: str | Path, *, device: torch.device | str = "cpu",
+             rank: int = 0, world_size: int = 1, batch_size: int = 1, num_workers: int = 0,
+             progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None) -> Summary:
+    """Write this rank's share of the pseudo-labels of `dataset` under `out`; return what was done.
+
+    `dataset`: a VideoClipDataset (or ConcatDataset of them) built with labels (training=True),
+    `frame_between_label_num` m and clip_len m + 2, without random reversal. `predict` maps
+    (frame, frame_l, frame_r, label_l, label_r) to probabilities (`fgplg_predictor`,
+    `warp_predictor`); it is called without autograd. `progress(iterable, total)` may wrap the
+    batches (a progress bar).
+    """
+    out = Path(out)
+    parts = clip_datasets(dataset)
+    for part in parts:
+        if part.random_reverse_clip:
+            raise ValueError(f"dataset {part.name!r} reverses clips at random; build it without that")
+    summary = Summary()
+    jobs = _pending(shard(plan(parts, out), rank, world_size), summary)
+    for job in jobs:
+        for source, target in job.copy:
+            copy_label(source, target)
+            summary.copied += 1
+    work = [job for job in jobs if job.generate]
+    if not work:
+        summary.written = summary.generated + summary.copied
+        return summary
+    loader = DataLoader(_ClipJobs(parts, work), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_collate)
+    batches: Iterator[dict[str, Any]] = iter(loader)
+    if progress is not None:
+        batches = progress(batches, len(loader))
+    device = torch.device(device)
+    with torch.no_grad():
+        for batch in batches:
+            images = batch["images"].to(device)
+            label_l = batch["label_l"].to(device)
+            label_r = batch["label_r"].to(device)
+            needed = sorted({t for j in batch["jobs"] for t, _ in work[j].generate})
+            for t in needed:
+                probabilities = predict(images[:, t], images[:, 0], images[:, -1], label_l, label_r)
+                for b, j in enumerate(batch["jobs"]):
+                    for position, target in work[j].generate:
+                        if position == t:
+                            height, width = batch["sizes"][b][t]
+                            save_label(to_uint8_map(probabilities[b], height, width), target)
+                            summary.generated += 1
+    summary.written = summary.generated + summary.copied
+    return summary
+
+
+def build_clip_dataset(data: str | Path, dataset_config: str | Path, size: int, label_interval: int,
+                       frame_between_label_num: int, datasets: Sequence[str] = DEFAULT_DATASETS,
+                       splits: Sequence[str] = DEFAULT_SPLITS) -> Dataset:
+    """The release's generation clips [labelled, m frames, labelled] at `label_interval`, size x size."""
+    transforms = get_transforms(image_mode=False, input_size=size)
+    try:
+        return get_datasets(list(datasets), list(splits), dataset_config, data, True, transforms["test"],
+                            read_clip=True, random_reverse_clip=False, label_interval=label_interval,
+                            frame_between_label_num=frame_between_label_num,
+                            clip_len=frame_between_label_num + 2)
+    except DatasetConfigError:
+        raise
+    except ValueError as exc:  # the clip sampling's interval checks
+        raise EngineError(str(exc)) from exc
+
+
+def load_generator(checkpoint: str | Path, flow: str = "flownet2", output_stride: int = 16,
+                   rgb_max: float = 1.0, fp16: bool = False, force_flow: bool = False,
+                   flownet_checkpoint: str | Path | None = None) -> FGPLG:
+    """A trained FGPLG from `checkpoint` (e.g. the release's `pseudo_label_generator_5.pth`), in eval mode."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise EngineError(f"--checkpoint {path}: no such file; pass a trained FGPLG (the release's "
+                          "pseudo_label_generator_5.pth or train_fgplg.py's fgplg_current_best_model.pth)")
+    try:
+        model = FGPLG(output_stride=output_stride, flow=flow, rgb_max=rgb_max, fp16=fp16)
+    except ValueError as exc:
+        raise EngineError(str(exc)) from exc
+    load_fgplg(model, path, force_flow=force_flow, flownet_checkpoint=flownet_checkpoint)
+    return model.eval()

@@ -1,0 +1,214 @@
+"""Faster inference for RCRNet models (ImageModel, VideoModel, FGPLG): BatchNorm folding,
+channels-last convs, reduced precision and `torch.compile`.
+
+`optimize_for_inference(model, precision, device)` returns the model to call. With precision
+`fp32` (and no compilation) that is the model itself, untouched: the faithful path.
+Otherwise it is an `InferenceModel` wrapping a changed copy:
+
+- BatchNorm layers that follow a conv are folded into the conv (eval-mode running
+  statistics, in float32).
+- Conv2d weights (and inputs) use the channels-last layout, which oneDNN and cuDNN convolve
+  without reordering every activation.
+- `mixed` (what `auto` picks where bfloat16 is native): everything in float32 except the
+  full-resolution decoder, which becomes a `CheckedDecoder`: bfloat16, with the pixels whose
+  8-bit saliency the rounding could change recomputed in float32. Any other part of RCRNet
+  in bfloat16 moves the 8-bit output of a trained model far beyond the inference tolerance
+  (README.md, "Performance").
+- `bf16` / `fp16`: autocast over the whole model (optionally with `float32_modules` kept in
+  float32): fastest, but not within the tolerance.
+- `compile=True` wraps the model in `torch.compile` (inductor; on CPU with weight freezing,
+  which folds constants and fuses conv + ReLU).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import Bottleneck, ResNet
+
+from .checked_decoder import CheckedDecoder
+from .precision import autocast, autocast_off, resolve_precision
+
+# where the models keep RCRNet's full-resolution decoder
+DECODER_PATHS: tuple[str, ...] = ("backbone.decoder", "decoder")
+
+
+class Float32Island(nn.Module):
+    """Runs the wrapped module in float32 with autocast off; hands back float32."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module.float()
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        with autocast_off(inputs[0].device.type):
+            return self.module(*(x.float() for x in inputs))
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) attribute names of the BatchNorms that `module`'s forward applies right after a conv."""
+    children = dict(module.named_children())
+    if isinstance(module, Bottleneck):
+        pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
+    elif isinstance(module, ResNet):
+        pairs = [("conv1", "bn1")]
+    elif isinstance(module, nn.Sequential):
+        names = list(children)
+        pairs = [(a, b) for a, b in zip(names, names[1:])
+                 if isinstance(children[a], nn.Conv2d) and isinstance(children[b], nn.BatchNorm2d)]
+    else:
+        return []
+    return [(c, b) for c, b in pairs if isinstance(children.get(c), nn.Conv2d)
+            and isinstance(children.get(b), nn.BatchNorm2d)]
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold, in place, every eval-mode BatchNorm2d that directly follows a Conv2d into that conv
+    (the BatchNorm becomes an Identity); returns how many were folded.
+
+    Covers torchvision's ResNet stem and Bottleneck blocks (RCRNet's refinement skips included)
+    and Sequentials of conv then BatchNorm (ConvBNReLU units, downsample projections).
+    """
+    folded = 0
+    for module in list(model.modules()):
+        for conv_name, bn_name in _conv_bn_pairs(module):
+            bn = getattr(module, bn_name)
+            if bn.training:
+                continue
+            setattr(module, conv_name, fuse_conv_bn_eval(getattr(module, conv_name), bn))
+            setattr(module, bn_name, nn.Identity())
+            folded += 1
+    return folded
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Put every Conv2d weight in channels-last layout (Conv3d and others are left alone)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+def keep_float32(model: nn.Module, names: Sequence[str]) -> nn.Module:
+    """Wrap, in place, the named submodules in `Float32Island`s (names that don't exist are an error)."""
+    for name in names:
+        parent_name, _, child_name = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        child = getattr(parent, child_name)
+        if not isinstance(child, Float32Island):
+            setattr(parent, child_name, Float32Island(child))
+    return model
+
+
+def _channels_last_input(x: torch.Tensor) -> torch.Tensor:
+    """A clip [B, T, C, H, W] (or frames [B, C, H, W]) whose frames are channels-last."""
+    if x.dim() == 5:
+        return x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, x.shape[:2])
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class InferenceModel(nn.Module):
+    """A model prepared by `prepare_model`: forward(x) -> float32 logits of `model(x)`.
+
+    Runs under `torch.inference_mode` and, for `bf16` / `fp16`, their autocast; inputs are moved
+    to the channels-last layout when the weights are.
+    """
+
+    def __init__(self, model: nn.Module, precision: str, device: torch.device, channels_last: bool,
+                 compiled: Callable[..., torch.Tensor] | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.precision = precision
+        self.device = device
+        self.channels_last = channels_last
+        self._compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = _channels_last_input(x)
+        run = self.model if self._compiled is None else self._compiled
+        with inference_context(self.precision, self.device):
+            out = run(x)
+        return out.float()
+
+
+@contextlib.contextmanager
+def inference_context(precision: str, device: torch.device | str) -> Iterator[None]:
+    """`torch.inference_mode` and, for bf16 / fp16, autocast: how a prepared model is called
+    (for calls other than forward, e.g. FGPLG's `generate_pseudo_label`)."""
+    with torch.inference_mode(), autocast("fp32" if precision == "mixed" else precision, device):
+        yield
+
+
+def check_decoders(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Replace, in place, RCRNet's full-resolution decoder(s) by `CheckedDecoder`s; returns how many."""
+    replaced = 0
+    for path in DECODER_PATHS:
+        parent_name, _, name = path.rpartition(".")
+        try:
+            parent = model.get_submodule(parent_name) if parent_name else model
+        except AttributeError:
+            continue
+        decoder = getattr(parent, name, None)
+        if isinstance(decoder, nn.Module) and not isinstance(decoder, CheckedDecoder) \
+                and hasattr(decoder, "conv1") and hasattr(decoder, "conv2"):
+            setattr(parent, name, CheckedDecoder(decoder, dtype))
+            replaced += 1
+    return replaced
+
+
+def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu", *,
+                  fold_bn: bool = True, channels_last: bool = True, float32_modules: Sequence[str] = (),
+                  compile: bool = False) -> InferenceModel:
+    """A copy of `model` (eval mode, on `device`) changed for speed, as an `InferenceModel`.
+
+    `precision`: fp32, mixed, bf16 or fp16 (auto resolved for `device`); `fold_bn`: BatchNorm
+    folded into the convs; `channels_last`: channels-last convs; `float32_modules`: submodules
+    kept in float32 under bf16/fp16 autocast; `compile`: `torch.compile` (on CPU with inductor's
+    weight freezing).
+    """
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    fast = copy.deepcopy(model).eval()
+    if fold_bn:
+        fold_batchnorm(fast)
+    if precision == "mixed" and not check_decoders(fast):
+        raise ValueError(f"precision mixed: {type(model).__name__} has no RCRNet decoder to check")
+    if precision in ("bf16", "fp16") and float32_modules:
+        keep_float32(fast, float32_modules)
+    if channels_last:
+        to_channels_last(fast)
+    compiled = None
+    if compile:
+        if device.type == "cpu":
+            inductor_freezing()
+        compiled = torch.compile(fast, dynamic=False)
+    return InferenceModel(fast, precision, device, channels_last, compiled)
+
+
+def optimize_for_inference(model: nn.Module, precision: str = "auto", device: torch.device | str = "cpu",
+                           compile: bool = False) -> nn.Module:
+    """`model` ready for inference at `precision` (`auto` resolved for `device`).
+
+    fp32 without `compile` returns `model` itself, untouched: the faithful path. Anything
+    else returns `prepare_model(model, precision, device, compile=compile)` with its defaults
+    (BatchNorm folded, channels-last).
+    """
+    device = torch.device(device)
+    precision = resolve_precision(precision, device)
+    model.eval()
+    if precision == "fp32" and not compile:
+        return model
+    return prepare_model(model, precision, device, compile=compile)
+
+
+def inductor_freezing() -> None:
+    """Turn on inductor's weight freezing (constant folding of weights, conv + BN folding, weight
+    prepacking) for later `torch.compile` calls in inference-only processes."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True

@@ -1,0 +1,145 @@
+"""Numeric precision of a run: hardware detection, `--precision` resolution and autocast.
+
+Precisions: `fp32` (the faithful float32 path, the release's numbers), `bf16` and `fp16`
+(autocast to that dtype), and, for inference only, `mixed` (float32 with the
+full-resolution decoder in bfloat16, checked pixel by pixel: `libs.utils.checked_decoder`).
+
+`auto` (the scripts' default) looks at the hardware: where bfloat16 matrix products are
+native — CPUs with AMX or AVX512-BF16, CUDA GPUs of compute capability 8.0 or newer — it
+is `mixed` for inference (the fastest configuration that keeps the 8-bit maps within the
+tolerance) and `bf16` autocast for training; elsewhere it is `fp32`. The training
+engine's `--amp {off,bf16,fp16}` names map onto these (`off` is `fp32`).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+import torch
+
+PRECISION_CHOICES = ("auto", "fp32", "mixed", "bf16", "fp16")
+TRAINING_PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "mixed": None, "bf16": torch.bfloat16,
+                                                  "fp16": torch.float16}
+AMP_TO_PRECISION = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
+PRECISION_TO_AMP = {value: key for key, value in AMP_TO_PRECISION.items()}
+
+
+class PrecisionError(ValueError):
+    """An unknown precision, or one the device cannot run."""
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _torch_cpu_check(name: str) -> bool | None:
+    """`torch.cpu.<name>()` where this torch has it (a private probe of the CPU), else None."""
+    probe = getattr(torch.cpu, name, None)
+    if probe is None:
+        return None
+    try:
+        return bool(probe())
+    except Exception:  # a probe that fails says nothing either way
+        return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX512-BF16)."""
+    for probe, flag in (("_is_amx_tile_supported", "amx_bf16"), ("_is_avx512_bf16_supported", "avx512_bf16")):
+        found = _torch_cpu_check(probe)
+        if found is None:
+            found = flag in _cpu_flags()
+        if found:
+            return True
+    return False
+
+
+def cpu_has_native_fp16() -> bool:
+    """Whether this CPU multiplies float16 natively (AMX-FP16)."""
+    found = _torch_cpu_check("_is_amx_fp16_supported")
+    return bool(found) if found is not None else "amx_fp16" in _cpu_flags()
+
+
+def cuda_has_native_bf16(device: torch.device | None = None) -> bool:
+    """Whether the CUDA device has bfloat16 tensor cores (compute capability 8.0 or newer)."""
+    if not torch.cuda.is_available():
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether bfloat16 autocast is fast (not emulated) on `device`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return cuda_has_native_bf16(device)
+    if device.type == "cpu":
+        return cpu_has_native_bf16()
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str, training: bool = False) -> str:
+    """The concrete precision (`fp32`, `mixed`, `bf16` or `fp16`) for `precision` on `device`.
+
+    `auto` is `mixed` (inference) or `bf16` (training) where `native_bf16(device)`, else
+    `fp32`. The `--amp` names are accepted (`off` = `fp32`). Refused: `mixed` for training,
+    and `bf16` or `mixed` on a CUDA GPU without bfloat16. Other explicit requests are
+    honoured, even where slow (fp16 on a CPU without AMX-FP16; see README.md, "Performance").
+    """
+    device = torch.device(device)
+    precision = AMP_TO_PRECISION.get(precision, precision)
+    if precision not in PRECISION_CHOICES:
+        raise PrecisionError(f"precision {precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "auto":
+        if not native_bf16(device):
+            return "fp32"
+        return "bf16" if training else "mixed"
+    if precision == "mixed" and training:
+        raise PrecisionError("precision mixed is for inference; train with fp32, bf16 or fp16")
+    if precision in ("bf16", "mixed") and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise PrecisionError(f"precision {precision}: {torch.cuda.get_device_name(device)} has no bfloat16 "
+                             "support; use fp16 or fp32")
+    return precision
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a concrete precision (None for fp32)."""
+    if precision not in AUTOCAST_DTYPES:
+        raise PrecisionError(f"precision {precision!r} is not concrete; resolve it first")
+    return AUTOCAST_DTYPES[precision]
+
+
+def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """Autocast to the precision's dtype on `device`; a no-op context for fp32 and mixed (whose
+    reduced-precision part casts for itself)."""
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """A context in which autocast is disabled on `device_type` (float32 islands)."""
+    try:
+        return torch.autocast(device_type=device_type, enabled=False)
+    except RuntimeError:
+        return contextlib.nullcontext()
+
+
+def describe(precision: str, device: torch.device | str, training: bool = False) -> str:
+    """A few words saying what `precision` resolved to and why, for the scripts' logs."""
+    device = torch.device(device)
+    resolved = resolve_precision(precision, device, training)
+    if precision != "auto":
+        return f"precision {resolved}"
+    why = "native bfloat16" if resolved == "bf16" else "no native bfloat16"
+    return f"precision {resolved} (auto: {why} on {device.type})"

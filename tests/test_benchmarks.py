@@ -1,0 +1,67 @@
+"""Smoke runs of the benchmark scripts (tiny sizes, one round) so that they keep working."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str):
+    """The benchmark script `benchmarks/<name>.py` as a module."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """Synthetic data and a one-step benchmark model, shared by the smoke runs."""
+    return tmp_path_factory.mktemp("bench")
+
+
+TINY_MODEL = ["--train-steps", "1", "--train-size", "64"]
+
+
+@pytest.mark.slow
+def test_inference_speed(cache, capsys):
+    argv = ["--size", "64", "--rounds", "1", "--warmup", "0", "--deviation-clips", "1", "--no-compile",
+            "--cache", str(cache), *TINY_MODEL]
+    assert load("inference_speed").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| fp32 eager, no_grad, list of frames (release) |" in out
+    assert "checked bf16 decoder" in out
+
+
+@pytest.mark.slow
+def test_train_speed(capsys):
+    argv = ["--size", "32", "--clip-len", "2", "--rounds", "1", "--warmup", "0"]
+    assert load("train_speed").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| bf16 autocast + channels_last |" in out
+
+
+@pytest.mark.slow
+def test_end_to_end(cache, capsys):
+    argv = ["--size", "64", "--frames", "8", "--rounds", "1", "--warmup", "0", "--compile", "off",
+            "--cache", str(cache), *TINY_MODEL]
+    assert load("end_to_end").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| inference.py (defaults) |" in out
+
+
+@pytest.mark.slow
+def test_pseudo_label_speed(cache, capsys):
+    argv = ["--size", "64", "--rounds", "1", "--warmup", "0", "--labels", "1", "--cache", str(cache),
+            *TINY_MODEL]
+    assert load("pseudo_label_speed").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| fp32 eager (release way) |" in out
+    assert "generate_pseudo_labels.py's default" in out
