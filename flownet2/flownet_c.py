@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .correlation import Correlation
 from .decoder import FlowDecoderNet
-from .layers import LEAKY_SLOPE, conv, init_like_port_
+from .layers import LEAKY_SLOPE, add_encoder_tail, conv, init_like_port_
 
 
 class FlowNetC(FlowDecoderNet):
@@ -26,12 +26,7 @@ class FlowNetC(FlowDecoderNet):
         self.conv_redir = conv(256, 32, kernel_size=1, stride=1)
         self.corr = Correlation(pad_size=20, kernel_size=1, max_displacement=20, stride1=1, stride2=2)
         self.conv3_1 = conv(473, 256)
-        self.conv4 = conv(256, 512, stride=2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, stride=2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, stride=2)
-        self.conv6_1 = conv(1024, 1024)
+        add_encoder_tail(self)
         self._add_flow_decoder(upsample_bias=True)
         init_like_port_(self)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .decoder import FlowDecoderNet
-from .layers import conv, init_like_port_
+from .layers import add_encoder_tail, conv, init_like_port_
 
 
 class FlowNetS(FlowDecoderNet):
@@ -21,12 +21,7 @@ class FlowNetS(FlowDecoderNet):
         self.conv2 = conv(64, 128, kernel_size=5, stride=2)
         self.conv3 = conv(128, 256, kernel_size=5, stride=2)
         self.conv3_1 = conv(256, 256)
-        self.conv4 = conv(256, 512, stride=2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, stride=2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, stride=2)
-        self.conv6_1 = conv(1024, 1024)
+        add_encoder_tail(self)
         self._add_flow_decoder(upsample_bias=False)
         init_like_port_(self)
 

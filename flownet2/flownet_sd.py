@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import conv, deconv, i_conv, init_like_port_, predict_flow, upsample_flow
+from .layers import add_encoder_tail, conv, deconv, i_conv, init_like_port_, predict_flow, upsample_flow
 
 
 class FlowNetSD(nn.Module):
@@ -24,12 +24,7 @@ class FlowNetSD(nn.Module):
         self.conv2_1 = conv(128, 128)
         self.conv3 = conv(128, 256, stride=2)
         self.conv3_1 = conv(256, 256)
-        self.conv4 = conv(256, 512, stride=2)
-        self.conv4_1 = conv(512, 512)
-        self.conv5 = conv(512, 512, stride=2)
-        self.conv5_1 = conv(512, 512)
-        self.conv6 = conv(512, 1024, stride=2)
-        self.conv6_1 = conv(1024, 1024)
+        add_encoder_tail(self)
 
         self.deconv5 = deconv(1024, 512)
         self.deconv4 = deconv(1026, 256)

@@ -58,3 +58,14 @@ def init_like_port_(module: nn.Module) -> None:
             if layer.bias is not None:
                 nn.init.uniform_(layer.bias)
             nn.init.xavier_uniform_(layer.weight)
+
+
+def add_encoder_tail(net: nn.Module) -> None:
+    """Give `net` the encoder levels 1/16 to 1/64 that FlowNetC, FlowNetS and FlowNetSD share
+    (`conv4`, `conv4_1`, `conv5`, `conv5_1`, `conv6`, `conv6_1`, in the port's parameter order)."""
+    net.conv4 = conv(256, 512, stride=2)
+    net.conv4_1 = conv(512, 512)
+    net.conv5 = conv(512, 512, stride=2)
+    net.conv5_1 = conv(512, 512)
+    net.conv6 = conv(512, 1024, stride=2)
+    net.conv6_1 = conv(1024, 1024)

@@ -85,3 +85,16 @@ def two_threads():
 def one_thread():
     """One torch thread for a module's tests (many small ops, where threads only cost)."""
     yield from _limit_threads(1)
+
+
+def assert_one_line_error(main, argv: list[str], capsys, message: str) -> None:
+    """`main(argv)` fails with exit status 2 and one stderr line holding `message`, no traceback
+    (argparse's usage errors exit through SystemExit, the scripts' own errors return 2)."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2, (argv, err)
+    assert message in err and "Traceback" not in err, (argv, err)
+    assert len(err.strip().splitlines()) == 1, (argv, err)

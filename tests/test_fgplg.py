@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 from torch import nn
 
 import train_fgplg as train_fgplg_script
@@ -322,11 +323,4 @@ def test_train_fgplg_with_flownet2_keeps_it_frozen(tmp_path, tiny_videos):
 ])
 def test_train_fgplg_bad_inputs_are_one_line(tmp_path, tiny_videos, capsys, flags, message):
     argv = [*_data_flags(tiny_videos), "--epochs", "1", "--save-folder", str(tmp_path), *flags]
-    try:
-        status = train_fgplg_script.main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        status = exc.code
-    err = capsys.readouterr().err
-    assert status == 2
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert_one_line_error(train_fgplg_script.main, argv, capsys, message)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_one_line_error
 from PIL import Image
 
 import generate_pseudo_labels as generate_script
@@ -211,11 +212,4 @@ def test_script_warp_only_and_sparse_ground_truth(synthetic, tmp_path, capsys):
 ])
 def test_script_bad_inputs_are_one_line(synthetic, dis_checkpoint, tmp_path, capsys, flags, message):
     argv = [*_flags(synthetic, tmp_path), "--checkpoint", str(dis_checkpoint), *flags]
-    try:
-        status = generate_script.main(argv)
-    except SystemExit as exc:  # argparse's usage errors
-        status = exc.code
-    err = capsys.readouterr().err
-    assert status == 2
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert_one_line_error(generate_script.main, argv, capsys, message)

@@ -75,3 +75,19 @@ class SaliencyDataset(Dataset):
 
 def _plain(value: Any) -> Any:
     return value.as_subclass(torch.Tensor) if isinstance(value, torch.Tensor) else value
+
+
+class FrameListDataset(SaliencyDataset):
+    """A dataset whose items are single frames: `self.files`, a list of frame records."""
+
+    files: list[dict[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._items([self.files[index]])[0]
+
+    def image_ids(self) -> list[str]:
+        """The ids of the items, in order (`<video>/<frame>` for video frames)."""
+        return [frame["image_id"] for frame in self.files]

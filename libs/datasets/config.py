@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -163,11 +164,7 @@ def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
             )
         video_split = {str(k): _split_entries(vs) for k, vs in split.items()}
         return DatasetSpec(
-            name=name,
-            image_dir=str(entry["image_dir"]),
-            label_dir=str(entry["label_dir"]),
-            image_ext=str(entry["image_ext"]),
-            label_ext=str(entry["label_ext"]),
+            **_layout(name, entry),
             default_label_interval=interval,
             video_split=video_split,
             image_subdir=str(entry.get("image_subdir") or ""),
@@ -177,14 +174,13 @@ def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
         raise DatasetConfigError(
             f"{path}: entry {name!r} needs 'split_dir' (image dataset) or 'video_split' (video dataset)"
         )
-    return DatasetSpec(
-        name=name,
-        image_dir=str(entry["image_dir"]),
-        label_dir=str(entry["label_dir"]),
-        image_ext=str(entry["image_ext"]),
-        label_ext=str(entry["label_ext"]),
-        split_dir=str(entry["split_dir"]),
-    )
+    return DatasetSpec(**_layout(name, entry), split_dir=str(entry["split_dir"]))
+
+
+def _layout(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    """The folder and extension fields every entry has."""
+    fields = ("image_dir", "label_dir", "image_ext", "label_ext")
+    return {"name": name, **{key: str(entry[key]) for key in fields}}
 
 
 def load_dataset_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, DatasetSpec]:

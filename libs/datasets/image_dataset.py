@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from .base import SaliencyDataset, Transform
+from .base import FrameListDataset, Transform
 from .config import DatasetConfigError, DatasetFileError, DatasetSpec
 
 
-class ImageDataset(SaliencyDataset):
+class ImageDataset(FrameListDataset):
     """Images listed in `<root>/<name>/<split_dir>/<split>_id.txt`, with labels when training."""
 
     def __init__(self, spec: DatasetSpec, root: str | Path, split: str, training: bool,
@@ -34,13 +33,3 @@ class ImageDataset(SaliencyDataset):
                     )
                 frame["label_path"] = str(label_path)
             self.files.append(frame)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self._items([self.files[index]])[0]
-
-    def image_ids(self) -> list[str]:
-        """The ids of the items, in order."""
-        return [frame["image_id"] for frame in self.files]

@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .base import SaliencyDataset, Transform
+from .base import FrameListDataset, SaliencyDataset, Transform
 from .config import DatasetConfigError, DatasetFileError, DatasetSpec
 from .sampling import clip_windows, frame_list, kept_label_positions, unlabelled_spacing
 
@@ -105,8 +105,17 @@ class VideoDataset(SaliencyDataset):
             return frames, list(range(len(frames))), True
         return frames, used, True
 
+    def _labels_from(self, folder: str | Path) -> None:
+        """Take every label from `folder/<video>/<frame><label_ext>` (a pseudo-label folder)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DatasetFileError(f"label folder not found: {folder} (dataset {self.name!r})")
+        self.label_root = folder
+        self.label_subdir = ""
+        self.label_interval = 1
 
-class VideoImageDataset(VideoDataset):
+
+class VideoImageDataset(VideoDataset, FrameListDataset):
     """One item per used annotated frame (dict), video after video."""
 
     def __init__(self, spec: DatasetSpec, root: str | Path, split: str, training: bool,
@@ -125,23 +134,8 @@ class VideoImageDataset(VideoDataset):
 
     def use_label_folder(self, folder: str | Path, clip_len: int | None = None) -> None:
         """Read labels from `folder/<video>/<frame><label_ext>` instead, every one used."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DatasetFileError(f"label folder not found: {folder} (dataset {self.name!r})")
-        self.label_root = folder
-        self.label_subdir = ""
-        self.label_interval = 1
+        self._labels_from(folder)
         self._build()
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self._items([self.files[index]])[0]
-
-    def image_ids(self) -> list[str]:
-        """The `<video>/<frame>` ids of the items, in order."""
-        return [frame["image_id"] for frame in self.files]
 
 
 class VideoClipDataset(VideoDataset):
@@ -191,12 +185,7 @@ class VideoClipDataset(VideoDataset):
     def use_label_folder(self, folder: str | Path, clip_len: int | None = None) -> None:
         """Read labels from `folder/<video>/<frame><label_ext>` instead, every one used,
         no unannotated frames inserted, clips of `clip_len` (default: unchanged)."""
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise DatasetFileError(f"label folder not found: {folder} (dataset {self.name!r})")
-        self.label_root = folder
-        self.label_subdir = ""
-        self.label_interval = 1
+        self._labels_from(folder)
         self.frame_between_label_num = 0
         if clip_len is not None:
             if clip_len < 1:
