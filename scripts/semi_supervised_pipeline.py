@@ -76,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="synthetic images per image-dataset train split")
     parser.add_argument("--image-epochs", type=int, default=6, help="image pretraining epochs")
     parser.add_argument("--image-lr", type=float, default=3e-4, help="image pretraining learning rate")
-    parser.add_argument("--fgplg-epochs", type=int, default=18, help="FGPLG training epochs (<15 min CPU)")
+    parser.add_argument("--fgplg-epochs", type=int, default=18,
+                        help="FGPLG training epochs (18: about 23 min on one shared CPU thread)")
     parser.add_argument("--fgplg-lr", type=float, default=1e-4, help="FGPLG learning rate")
     parser.add_argument("--video-epochs", type=int, default=4,
                         help="RCRNet+NER epochs on the pseudo-labels; the sparse run gets as many steps")

@@ -115,6 +115,27 @@ def test_all_black_label_is_scored_as_pysodmetrics_does():
     assert got["MAE"] == pytest.approx(normalised.mean())
 
 
+def test_object_on_the_right_border_has_a_finite_s_measure():
+    """PySODMetrics gives NaN when the label's centroid is in the last column (an empty quadrant);
+    ours scores the three other quadrants, and is PySODMetrics' value wherever that is finite."""
+    gt = np.zeros((64, 64), np.uint8)
+    gt[30:33, 63:64] = 255
+    pred = np.zeros_like(gt)
+    pred[29:34, 60:64] = 6
+    reference = sod.Smeasure(alpha=0.5)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference.step(pred, gt)
+    assert np.isnan(reference.get_results()["sm"])
+    got = _run([(pred, gt)]).get_results()["S"]
+    assert np.isfinite(got) and 0 < got <= 1
+    gt_inside = np.roll(gt, -8, axis=1)
+    pred_inside = np.roll(pred, -8, axis=1)
+    reference = sod.Smeasure(alpha=0.5)
+    reference.step(pred_inside, gt_inside)
+    assert _run([(pred_inside, gt_inside)]).get_results()["S"] == reference.get_results()["sm"]
+
+
 @pytest.mark.parametrize(
     "pred, gt, message",
     [

@@ -38,6 +38,18 @@ def _mean(values: list) -> np.ndarray:
     return np.mean(np.array(values, dtype=np.float64), axis=0)
 
 
+class BorderSafeSmeasure(sod.Smeasure):
+    """PySODMetrics' S-measure, except for one case where it (like the MATLAB original) gives NaN:
+    an object whose centroid lies in the last row or column leaves a quadrant of the region
+    score empty. That quadrant's weight is its area, zero, so it now adds 0 instead of NaN;
+    every other frame scores exactly as in PySODMetrics."""
+
+    def ssim(self, pred: np.ndarray, gt: np.ndarray) -> float:
+        if pred.size == 0:
+            return 0.0
+        return super().ssim(pred, gt)
+
+
 class SaliencyMetrics:
     """Accumulates saliency metrics over frames; PySODMetrics does the per-frame work.
 
@@ -58,7 +70,7 @@ class SaliencyMetrics:
         wanted = set(self.metrics)
         self.frames = 0
         self._mae = sod.MAE() if "MAE" in wanted else None
-        self._sm = sod.Smeasure(alpha=S_ALPHA) if "S" in wanted else None
+        self._sm = BorderSafeSmeasure(alpha=S_ALPHA) if "S" in wanted else None
         self._em = sod.Emeasure() if wanted & _E_ALL else None
         self._wfm = sod.WeightedFmeasure(beta=WF_BETA2) if "wF" in wanted else None
         # FmeasureV2 is PySODMetrics' maintained F-measure (the classic `Fmeasure`
