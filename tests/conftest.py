@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +20,25 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 REFERENCE = Path(os.environ.get("RCRNET_REFERENCE", ROOT.parent / "shared" / "reference"))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (read by `_free_disk`)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _free_disk(request):
+    """Delete a passing test's tmp_path as soon as it ends: the training tests write checkpoints
+    of hundreds of MB, and a whole run would otherwise keep over 15 GB on disk."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    report = getattr(request.node, "report_call", None)
+    if folder is not None and report is not None and report.passed:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
