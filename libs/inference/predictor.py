@@ -11,7 +11,7 @@ from libs.engine.runtime import check_amp, resolve_device
 from libs.networks import ImageModel, VideoModel
 from libs.utils.checkpoint import load_image_model, load_video_model, read_state_dict
 from libs.utils.optimize import optimize_for_inference
-from libs.utils.precision import AMP_TO_PRECISION, PRECISION_TO_AMP, PrecisionError, resolve_precision
+from libs.utils.precision import AMP_TO_PRECISION, PrecisionError, resolve_precision
 
 NER_PREFIXES = ("non_local_block", "convgru_forward", "convgru_backward", "bidirection_conv")
 
@@ -65,7 +65,6 @@ class Predictor:
             self.precision = resolve_precision(precision, self.device)
         except PrecisionError as error:
             raise EngineError(f"--precision: {error}") from None
-        self.amp = PRECISION_TO_AMP.get(self.precision, self.precision)
         self.kind = kind
         self.compile = compile
         self.model = model.to(self.device).eval()

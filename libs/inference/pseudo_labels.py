@@ -19,9 +19,7 @@ The folder `<out>` is what `train.py --pseudo-label-folder` reads (`use_pseudo_l
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,9 @@ from libs.networks.fgplg import FGPLG, unnormalise
 from libs.networks.flow import FlowEstimator
 from libs.utils.fgplg_checkpoint import load_fgplg
 from libs.utils.optimize import inference_context, prepare_model
+
+from .runner import output_path
+from .writer import save_atomic, write_atomic
 
 # Release defaults: which videos get pseudo-labels.
 DEFAULT_DATASETS: tuple[str, ...] = ("DAVIS2016", "FBMS", "VOS")
@@ -129,11 +130,6 @@ def clip_datasets(dataset: Dataset) -> list[VideoClipDataset]:
     return parts
 
 
-def output_path(out: Path, dataset: str, image_id: str) -> Path:
-    """Where a frame's label goes: `<out>/<dataset>/<video>/<frame>.png`."""
-    return out / dataset / f"{image_id}{OUTPUT_EXT}"
-
-
 def plan(parts: Sequence[VideoClipDataset], out: Path) -> list[ClipJob]:
     """Give every frame of every clip to the first clip that holds it.
 
@@ -178,26 +174,14 @@ def is_complete(path: Path) -> bool:
         return False
 
 
-def _atomic(target: Path, write: Callable[[str], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def copy_label(source: Path, target: Path) -> None:
     """Copy a ground-truth label byte for byte (re-encoded as PNG only if it is not one)."""
     if source.suffix.lower() == OUTPUT_EXT:
-        _atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+        write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
     else:
         with Image.open(source) as image:
             grey = image.convert("L")
-        _atomic(target, lambda tmp: grey.save(tmp, format="PNG"))
+        save_atomic(grey, target)
 
 
 def to_uint8_map(probabilities: Tensor, height: int, width: int) -> np.ndarray:
@@ -210,8 +194,7 @@ def to_uint8_map(probabilities: Tensor, height: int, width: int) -> np.ndarray:
 
 def save_label(array: np.ndarray, target: Path) -> None:
     """Write an 8-bit grey label atomically."""
-    image = Image.fromarray(array, mode="L")
-    _atomic(target, lambda tmp: image.save(tmp, format="PNG"))
+    save_atomic(Image.fromarray(array, mode="L"), target)
 
 
 class _ClipJobs(Dataset):
@@ -299,11 +282,11 @@ def generate(predict: Predictor, dataset: Dataset, out: str | Path, *, device: t
             for t in needed:
                 probabilities = predict(images[:, t], images[:, 0], images[:, -1], label_l, label_r)
                 for b, j in enumerate(batch["jobs"]):
-                    for position, target in work[j].generate:
-                        if position == t:
-                            height, width = batch["sizes"][b][t]
-                            save_label(to_uint8_map(probabilities[b], height, width), target)
-                            summary.generated += 1
+                    target = dict(work[j].generate).get(t)
+                    if target is not None:
+                        height, width = batch["sizes"][b][t]
+                        save_label(to_uint8_map(probabilities[b], height, width), target)
+                        summary.generated += 1
     summary.written = summary.generated + summary.copied
     return summary
 

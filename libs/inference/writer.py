@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,18 +37,25 @@ def resize_to_original(saliency: np.ndarray, height: int, width: int) -> Image.I
     return image
 
 
-def save_atomic(image: Image.Image, path: str | Path, **params: object) -> None:
-    """Save `image` to `path` through a temporary file in the same folder and a rename."""
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
+    """Create `path` by `write(temporary path)` in the same folder, then a rename: readers see the
+    whole file or none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"), **params)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_atomic(image: Image.Image, path: str | Path, **params: object) -> None:
+    """Save `image` to `path` atomically (`write_atomic`), in the format its extension names."""
+    image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    write_atomic(path, lambda tmp: image.save(tmp, format=image_format, **params))
 
 
 def overlay_panel(frame: np.ndarray, saliency: np.ndarray, alpha: float = 0.6) -> np.ndarray:
