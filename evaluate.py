@@ -1,6 +1,6 @@
 """Benchmark saliency maps against the ground truth of dataset splits.
 
-Thin command line over `libs.utils.evaluation`: every (dataset, split) pair and every
+Thin command line over `libs.evaluation`: every (dataset, split) pair and every
 results folder is checked before anything is scored, then each method is evaluated on
 each pair and reported as a Markdown table (stdout), JSON, CSV and curve plots.
 """
@@ -12,9 +12,9 @@ import re
 import sys
 from pathlib import Path
 
-from libs.datasets.config import DEFAULT_CONFIG, DatasetConfigError, get_spec, load_dataset_config
-from libs.utils.evaluation import (
-    EvaluationError,
+from libs.cli import ArgumentParser, HelpFormatter, run_cli
+from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
+from libs.evaluation import (
     dataset_keys,
     describe_counts,
     evaluate_pairing,
@@ -34,9 +34,9 @@ def _cpus() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description=(
             "Score the saliency maps of one or more methods on the annotated frames of dataset\n"
             "splits with PySODMetrics: max F, S, MAE (the paper's metrics), then mean / adaptive\n"
@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         parser.error(f"-j/--workers must be at least 1, got {args.workers}")
     pairs = _pairs(parser, args.dataset, args.split)
-    try:
+
+    def run() -> int:
         config = load_dataset_config(args.dataset_config)
         names = method_names(args.results)
         keys = dataset_keys(pairs)
@@ -173,10 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                 by_method = {name: table[name][key] for name in names}
                 path = Path(args.plot) / f"{_file_name(dataset)}_{_file_name(split)}.png"
                 plot_curves(by_method, path, title=f"{dataset} ({split})")
-    except (EvaluationError, DatasetConfigError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_cli(run, PROG)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from libs.engine import ArgumentParser, add_data_arguments, add_model_arguments, run_cli
-from libs.engine.errors import EngineError
-from libs.engine.runtime import AMP_CHOICES
+from libs.cli import ArgumentParser, add_data_arguments, add_model_arguments, run_cli
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
 from libs.inference.predictor import COMPILE_CHOICES, COMPILE_MIN_FRAMES
-from libs.utils.allocator import reuse_freed_memory
-from libs.utils.precision import AMP_TO_PRECISION, PRECISION_CHOICES
+from libs.runtime.allocator import reuse_freed_memory
+from libs.runtime.errors import UserError
+from libs.runtime.precision import INFERENCE_PRECISION_CHOICES
 
 PROG = "inference.py"
 
@@ -24,7 +23,7 @@ Predict saliency maps with RCRNet+NER (or RCRNet: the checkpoint's kind is detec
 write them as 8-bit PNGs at each frame's original size:
 
   benchmark split:  <results-folder>/<dataset>/<video>/<frame>.png   (the release's layout
-                    and clip sampling: the split's annotated frames, clips of --clip_len)
+                    and clip sampling: the split's annotated frames, clips of --clip-len)
   --input PATH:     <results-folder>/<name>/<frame>.png for every frame of a folder of
                     images or of a video file (name: the folder's or file's name)
 
@@ -60,15 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int, default=1, help="clips per forward pass")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    runtime.add_argument("--precision", default=None, choices=PRECISION_CHOICES,
+    runtime.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_CHOICES,
                          help="auto (the default: mixed where bfloat16 is native, i.e. CPUs with AMX or "
                               "AVX512-BF16 and CUDA GPUs of compute capability 8+; else fp32), fp32 (the "
                               "release's float32, exactly), mixed (float32 with the full-resolution decoder "
                               "in bfloat16, checked against float32: maps within 2 levels of fp32's), bf16 "
                               "or fp16 (autocast everywhere: fastest, further from fp32); see README, "
                               "Performance")
-    runtime.add_argument("--amp", default=None, choices=AMP_CHOICES,
-                         help="older name of --precision: off (= fp32), auto, bf16 or fp16")
     runtime.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                          help="torch.compile the model: on, off, or auto (on for runs of at least "
                               f"{COMPILE_MIN_FRAMES} frames, where it pays for its compile time; never "
@@ -76,28 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def precision_from_args(args: argparse.Namespace) -> str:
-    """--precision, or --amp's equivalent (off = fp32); auto when neither is given."""
-    from_amp = AMP_TO_PRECISION.get(args.amp, args.amp) if args.amp is not None else None
-    if args.precision is not None and from_amp is not None and args.precision != from_amp:
-        raise EngineError(f"--precision {args.precision} and --amp {args.amp} disagree; give one of them")
-    return args.precision or from_amp or "auto"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
         if args.batch_size < 1:
-            raise EngineError(f"--batch-size must be >= 1, got {args.batch_size}")
+            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
         if args.evaluate and args.input:
-            raise EngineError("--evaluate needs a dataset split with ground truth, not --input")
+            raise UserError("--evaluate needs a dataset split with ground truth, not --input")
         checkpoint = Path(args.checkpoint)
         if not checkpoint.is_file():
-            raise EngineError(f"--checkpoint {checkpoint}: no such file (the release's video_best_model.pth "
+            raise UserError(f"--checkpoint {checkpoint}: no such file (the release's video_best_model.pth "
                               "goes in models/, see README)")
         predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device,
-                                              precision=precision_from_args(args), compile=args.compile)
+                                              precision=args.precision, compile=args.compile)
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",
               flush=True)
         options = InferenceOptions(results_folder=Path(args.results_folder), size=args.size,
@@ -120,6 +109,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # A process of its own: let freed activations be reused rather than unmapped and faulted in
-    # again on every forward pass (libs.utils.allocator; ~10-30% faster on a CPU).
+    # again on every forward pass (libs.runtime.allocator; ~10-30% faster on a CPU).
     reuse_freed_memory()
     sys.exit(main())

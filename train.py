@@ -15,18 +15,19 @@ if __name__ == "__main__" and "--demo" in sys.argv[1:]:
     # this when torch is first imported, so it is set before any import of torch.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from libs.engine import (  # noqa: E402
+from libs.cli import (  # noqa: E402
     ArgumentParser,
     add_data_arguments,
     add_model_arguments,
     add_runtime_arguments,
     add_training_arguments,
+    recipe_options_from_args,
     run_cli,
-    setup_runtime,
     train_config_from_args,
 )
-from libs.engine.recipes import STAGES, get_stage, train_stage  # noqa: E402
+from libs.engine.recipes import get_recipe, train  # noqa: E402
 from libs.networks.models import NER_INITS  # noqa: E402
+from libs.runtime.session import setup_runtime  # noqa: E402
 
 PROG = "train.py"
 
@@ -53,13 +54,13 @@ examples:
   python train.py --pseudo-label-folder data/pseudo-labels/1_5
   python train.py --stage image --checkpoint models/resnet50-0676ba61.pth
   python train.py --resume            # continue the run in --save-folder
-  torchrun --nproc_per_node=2 train.py --amp bf16
+  torchrun --nproc_per_node=2 train.py --precision bf16
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
-    parser.add_argument("--stage", choices=sorted(STAGES), default="video",
+    parser.add_argument("--stage", choices=("image", "video"), default="video",
                         help="video: RCRNet+NER on clips; image: RCRNet pretraining on images")
     parser.add_argument("--demo", action="store_true",
                         help="train on built-in synthetic data from scratch on the CPU (a few minutes, "
@@ -97,21 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.demo:
             from libs.demo import run_demo
 
-            run_demo(device=args.device, amp=args.amp, seed=args.seed if args.seed is not None else 0)
+            run_demo(device=args.device, precision=args.precision,
+                     seed=args.seed if args.seed is not None else 0)
             return 0
-        stage = get_stage(args.stage)
-        runtime = setup_runtime(args.device, args.amp, args.seed)
+        recipe = get_recipe(args.stage)
+        runtime = setup_runtime(args.device, args.precision, args.seed)
         config = train_config_from_args(
             args,
-            lr=args.lr if args.lr is not None else stage.lr,
-            batch_size=args.batch_size if args.batch_size is not None else stage.batch_size,
-            epochs=args.epochs if args.epochs is not None else stage.epochs,
+            lr=args.lr if args.lr is not None else recipe.lr,
+            batch_size=args.batch_size if args.batch_size is not None else recipe.batch_size,
+            epochs=args.epochs if args.epochs is not None else recipe.epochs,
         )
-        train_stage(stage, runtime, config, data=args.data, dataset_config=args.dataset_config,
-                    size=args.size, output_stride=args.os, clip_len=args.clip_len,
-                    checkpoint=args.checkpoint if args.checkpoint is not None else stage.checkpoint,
-                    pseudo_label_folder=args.pseudo_label_folder or None, clip_augment=args.clip_augment,
-                    ner_init=args.ner_init)
+        train(recipe, runtime, config, recipe_options_from_args(
+            args, pseudo_label_folder=args.pseudo_label_folder or None))
         return 0
 
     return run_cli(run, PROG)

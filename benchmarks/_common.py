@@ -199,13 +199,13 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
     with soft boundaries, for measuring how far reduced precision moves the 8-bit output.
     """
     from libs.networks import VideoModel
-    from libs.utils.checkpoint import load_video_model, save_checkpoint
+    from libs.networks.weights import load_weights, save_weights
 
     path = _cache[0] / f"video_synthetic_s{size}_n{steps}.pth"
     torch.manual_seed(0)
     model = VideoModel()
     if path.is_file():
-        load_video_model(model, path)
+        load_weights(model, path)
         return model.eval()
     config = synthetic_data()
     model.train()
@@ -224,5 +224,5 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
             print(f"  training the benchmark model: step {step + 1}/{steps}, loss {loss.item():.4f}, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     model.eval()
-    save_checkpoint(model, path)
+    save_weights(model, path)
     return model

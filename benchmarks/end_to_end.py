@@ -5,7 +5,7 @@ Rows, timed in alternation over `--rounds` rounds:
 - model only, the faithful float32 eager path (the release's way: `torch.no_grad`, a list of
   frames), on frames already decoded, resized and normalised in memory;
 - model only, the configuration `inference.py` picks by default on this machine, with freed
-  memory reused as inference.py does (`libs.utils.allocator`);
+  memory reused as inference.py does (`libs.runtime.allocator`);
 - `inference.py --precision fp32` and `inference.py` with its defaults, each a fresh process
   over the folder of frames: reading, resizing, the model, PNG writing. Its own run time
   (what it prints: from building the source to the last PNG) and the process's wall time
@@ -43,9 +43,9 @@ from _common import (
     trained_video_model,
 )
 
-from libs.utils.allocator import reuse_freed_memory
-from libs.utils.optimize import optimize_for_inference
-from libs.utils.precision import resolve_precision
+from libs.inference.optimize import optimize_for_inference
+from libs.runtime.allocator import reuse_freed_memory
+from libs.runtime.precision import resolve_precision
 
 
 def video_frames(cache: Path, size: int, frames: int) -> Path:

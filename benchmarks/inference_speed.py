@@ -42,10 +42,10 @@ from _common import (
     trained_video_model,
 )
 
-from libs.utils.allocator import reuse_freed_memory
-from libs.utils.checked_decoder import CheckedDecoder
-from libs.utils.optimize import prepare_model
-from libs.utils.precision import native_bf16
+from libs.inference.checked_decoder import CheckedDecoder
+from libs.inference.optimize import prepare_model
+from libs.runtime.allocator import reuse_freed_memory
+from libs.runtime.precision import native_bf16
 
 
 @dataclass
@@ -55,7 +55,7 @@ class Config:
     name: str
     predict: Callable[[torch.Tensor], torch.Tensor]
     clips_per_batch: int = 1
-    reuse_memory: bool = False  # glibc keeps freed blocks (libs.utils.allocator)
+    reuse_memory: bool = False  # glibc keeps freed blocks (libs.runtime.allocator)
     setup_seconds: float = 0.0
 
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:

@@ -38,9 +38,9 @@ from _common import (
 )
 from torch import nn
 
+from libs.inference.optimize import inference_context, prepare_model
 from libs.networks.fgplg import FGPLG
-from libs.utils.allocator import reuse_freed_memory
-from libs.utils.optimize import inference_context, prepare_model
+from libs.runtime.allocator import reuse_freed_memory
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 

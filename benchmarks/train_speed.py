@@ -1,7 +1,7 @@
 """VideoModel training step time and peak memory: float32 against bf16 autocast, each with and
 without channels-last, measured in one run.
 
-A step is the video recipe's (SPEC §8): train mode with the backbone's BatchNorm frozen,
+A step is the video recipe's (the release's train.py): train mode with the backbone's BatchNorm frozen,
 forward over one clip, the sum over frames of BCE-with-logits (in float32), backward, Adam.
 Times are medians of `--rounds` interleaved rounds in this process; each configuration's peak
 memory (CPU: the growth of the resident set during warm-up steps; CUDA: peak allocated) is
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from _common import Row, add_common_arguments, machine, report, setup, time_interleaved
 
+from libs.inference.optimize import to_channels_last
 from libs.networks import VideoModel
-from libs.utils.optimize import to_channels_last
-from libs.utils.precision import autocast
+from libs.runtime.precision import autocast
 
 CONFIGS = {
     "fp32": ("fp32", False),

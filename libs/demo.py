@@ -20,18 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.datasets.splits import VIDEO_TEST_SETS
 from libs.datasets.synthetic import generate_synthetic
-from libs.engine.recipes import STAGES, build_datasets, build_model, train_stage
-from libs.engine.runtime import setup_runtime
+from libs.engine.recipes import RECIPES, RecipeOptions, build_datasets, build_model, train
 from libs.engine.tasks import VideoSaliencyTask
 from libs.engine.trainer import TrainConfig, Trainer, best_model_path
+from libs.evaluation import PAPER_METRICS, evaluate_results, markdown_table
 from libs.inference import InferenceOptions, Predictor, infer_split
-from libs.utils.checkpoint import init_video_from_image
-from libs.utils.evaluation import evaluate_results, markdown_table
-from libs.utils.metrics import PAPER_METRICS
+from libs.networks.weights import init_video_from_image
+from libs.runtime.session import setup_runtime
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "synthetic"
-HELD_OUT = (("DAVIS2016", "val"), ("FBMS", "test"), ("VOS", "test"))
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def _elapsed(start: float) -> str:
     return f"{time.perf_counter() - start:.0f} s"
 
 
-def run_demo(device: str = "cpu", amp: str = "off", seed: int = 0, folder: str | Path = DEMO_DIR,
+def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder: str | Path = DEMO_DIR,
              settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
     """Run the demo (see the module docstring); prints as it goes and returns the scores."""
     start = time.perf_counter()
@@ -71,9 +70,9 @@ def run_demo(device: str = "cpu", amp: str = "off", seed: int = 0, folder: str |
     print(f"demo: synthetic datasets in {data} ({_elapsed(start)})", flush=True)
     for stale in ("run", "results"):
         shutil.rmtree(folder / stale, ignore_errors=True)
-    runtime = setup_runtime(device, amp, seed)
-    image_stage, video_stage = STAGES["image"], STAGES["video"]
-    common = {"data": data, "dataset_config": config, "size": settings.size}
+    runtime = setup_runtime(device, precision, seed)
+    image_recipe, video_recipe = RECIPES["image"], RECIPES["video"]
+    fresh_options = RecipeOptions(data=data, dataset_config=config, size=settings.size, checkpoint="none")
 
     def train_config(stage: str, epochs: int, lr: float, batch: int, eval_first: bool = False) -> TrainConfig:
         return TrainConfig(save_folder=folder / "run" / stage, epochs=epochs, lr=lr, batch_size=batch,
@@ -81,33 +80,33 @@ def run_demo(device: str = "cpu", amp: str = "off", seed: int = 0, folder: str |
                            plot=True)
 
     print("demo: scoring a freshly initialised RCRNet+NER on VOS val", flush=True)
-    fresh = build_model(video_stage, checkpoint="none", log=False)
-    _, val_set = build_datasets(video_stage, **common)
+    fresh = build_model(video_recipe, fresh_options, log=False)
+    _, val_set = build_datasets(video_recipe, fresh_options)
     probe = Trainer(VideoSaliencyTask(fresh), runtime, train_config("fresh", 0, 1e-5, 1), val_set, val_set)
     before = probe.validate(0)["S"]
     print(f"demo: before training, VOS val S-measure {before:.3f}", flush=True)
 
     print(f"demo: image stage: RCRNet on synthetic MSRA-B + HKU-IS, {settings.image_epochs} epochs "
           f"({_elapsed(start)})", flush=True)
-    train_stage(image_stage, runtime, train_config("image", settings.image_epochs, settings.image_lr,
-                                                    settings.image_batch), checkpoint="none", **common)
+    train(image_recipe, runtime, train_config("image", settings.image_epochs, settings.image_lr,
+                                              settings.image_batch), fresh_options)
 
     print(f"demo: video stage: RCRNet+NER on synthetic DAVIS2016 + FBMS + VOS, {settings.video_epochs} "
           f"epochs ({_elapsed(start)})", flush=True)
-    video_model = build_model(video_stage, checkpoint="none", log=False)
-    init_video_from_image(video_model, best_model_path(folder / "run" / "image", image_stage.prefix))
-    result = train_stage(video_stage, runtime, train_config("video", settings.video_epochs, settings.video_lr,
-                                                             settings.video_batch, eval_first=True),
-                         model=video_model, **common)
+    video_model = build_model(video_recipe, fresh_options, log=False)
+    init_video_from_image(video_model, best_model_path(folder / "run" / "image", image_recipe.prefix))
+    result = train(video_recipe, runtime, train_config("video", settings.video_epochs, settings.video_lr,
+                                                       settings.video_batch, eval_first=True),
+                   fresh_options, model=video_model)
     after = result.best_score
 
     print(f"demo: inference on held-out synthetic videos ({_elapsed(start)})", flush=True)
-    best = best_model_path(folder / "run" / "video", video_stage.prefix)
-    predictor = Predictor.from_checkpoint(best, device=runtime.device, amp=amp)
+    best = best_model_path(folder / "run" / "video", video_recipe.prefix)
+    predictor = Predictor.from_checkpoint(best, device=runtime.device, precision=precision)
     options = InferenceOptions(results_folder=folder / "results", size=settings.size, num_workers=0,
                                progress=progress)
     scores = {}
-    for dataset, split in HELD_OUT:
+    for dataset, split in VIDEO_TEST_SETS:
         infer_split(predictor, data, dataset, split, config, options)
         scores[dataset] = evaluate_results(options.results_folder, data, dataset, split, config_path=config,
                                            metrics=PAPER_METRICS)

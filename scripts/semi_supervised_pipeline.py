@@ -46,10 +46,10 @@ from PIL import Image  # noqa: E402
 
 from libs.datasets import get_datasets, get_transforms, use_pseudo_labels  # noqa: E402
 from libs.datasets.synthetic import generate_synthetic  # noqa: E402
+from libs.evaluation.metrics import SaliencyMetrics  # noqa: E402
 from libs.inference.pseudo_labels import clip_datasets, plan  # noqa: E402
 from libs.networks import VideoModel  # noqa: E402
-from libs.utils.checkpoint import load_video_model  # noqa: E402
-from libs.utils.metrics import SaliencyMetrics  # noqa: E402
+from libs.networks.weights import load_weights  # noqa: E402
 
 METRICS = ("MAE", "S", "maxF")
 TRAIN_SETS = (("DAVIS2016", "train"), ("FBMS", "train"), ("VOS", "train"))
@@ -206,7 +206,7 @@ class Pipeline:
     def score_video_model(self, checkpoint: Path) -> dict[str, float]:
         """A VideoModel's saliency on the held-out, fully annotated videos (clips of 4, every frame)."""
         model = VideoModel()
-        load_video_model(model, checkpoint)
+        load_weights(model, checkpoint)
         model.eval()
         transforms = get_transforms(image_mode=False, input_size=self.args.size)
         dataset = get_datasets([n for n, _ in TEST_SETS], [s for _, s in TEST_SETS], self.config, self.data,

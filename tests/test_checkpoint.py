@@ -8,15 +8,14 @@ import torch
 import torchvision
 
 from libs.networks import ImageModel, RCRNet, VideoModel
-from libs.utils.checkpoint import (
+from libs.networks.weights import (
     CheckpointError,
     init_backbone_from_imagenet,
     init_video_from_image,
-    load_image_model,
     load_state_dict_strict,
-    load_video_model,
+    load_weights,
     read_state_dict,
-    save_checkpoint,
+    save_weights,
 )
 
 FC_PREFIX = "backbone.resnet.fc."
@@ -43,7 +42,7 @@ def test_release_style_file_loads(tmp_path, image_weights, image_model):
     path = tmp_path / "image_pretrained_model.pth"
     # a plain state dict with the classifier, in the pre-1.6 format PyTorch 0.4.1 wrote
     torch.save(image_weights, path, _use_new_zipfile_serialization=False)
-    load_image_model(image_model, path)
+    load_weights(image_model, path)
     assert_loaded(image_model, image_weights)
 
 
@@ -52,7 +51,7 @@ def test_release_style_video_file_loads(tmp_path, reference_state_dict):
     path = tmp_path / "video_best_model.pth"
     torch.save(weights, path)
     model = VideoModel()
-    load_video_model(model, path)
+    load_weights(model, path)
     assert_loaded(model, weights)
 
 
@@ -74,7 +73,7 @@ def test_broken_checkpoint_lists_every_problem(tmp_path, image_weights, image_mo
     torch.save(broken, path)
     before = {k: v.clone() for k, v in image_model.state_dict().items()}
     with pytest.raises(CheckpointError) as error:
-        load_image_model(image_model, path)
+        load_weights(image_model, path)
     message = str(error.value)
     assert str(path) in message
     assert "backbone.aspp.stages.c1.bn.running_var" in message
@@ -152,22 +151,22 @@ def test_init_backbone_from_imagenet_without_network(tmp_path, monkeypatch):
         init_backbone_from_imagenet(RCRNet())
 
 
-def test_save_checkpoint_is_atomic(tmp_path):
+def test_save_weights_is_atomic(tmp_path):
     path = tmp_path / "runs" / "exp" / "model.pth"
-    save_checkpoint({"weight": torch.ones(2)}, path)
-    save_checkpoint({"weight": torch.zeros(3)}, path)
+    save_weights({"weight": torch.ones(2)}, path)
+    save_weights({"weight": torch.zeros(3)}, path)
     assert torch.equal(read_state_dict(path)["weight"], torch.zeros(3))
     assert [p.name for p in path.parent.iterdir()] == ["model.pth"]
 
     with pytest.raises(Exception):  # noqa: B017 - whatever pickling raises
-        save_checkpoint({"weight": lambda: None}, path)
+        save_weights({"weight": lambda: None}, path)
     assert torch.equal(read_state_dict(path)["weight"], torch.zeros(3))
     assert [p.name for p in path.parent.iterdir()] == ["model.pth"]
 
 
 def test_saved_model_round_trip(tmp_path, image_model):
     path = tmp_path / "image.pth"
-    save_checkpoint(image_model, path)
+    save_weights(image_model, path)
     other = ImageModel()
-    load_image_model(other, path)
+    load_weights(other, path)
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in image_model.state_dict().items())

@@ -13,9 +13,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import Dataset
 
+from libs.cli import run_cli
 from libs.datasets import DatasetConfigError
 from libs.engine import (
-    EngineError,
     StepOutput,
     Task,
     TrainConfig,
@@ -23,16 +23,13 @@ from libs.engine import (
     backup_path,
     best_model_path,
     log_path,
-    one_line,
-    plot_log,
     read_log,
     resume_path,
-    run_cli,
-    setup_runtime,
-    teardown_runtime,
 )
-from libs.engine.runtime import Runtime, rng_state, set_rng_state
-from libs.utils.checkpoint import CheckpointError
+from libs.engine.plot import plot_log
+from libs.networks.weights import CheckpointError
+from libs.runtime.errors import UserError, one_line
+from libs.runtime.session import Runtime, rng_state, set_rng_state, setup_runtime, teardown_runtime
 
 
 class TinyNet(nn.Module):
@@ -81,13 +78,13 @@ class TinyTask(Task):
         return StepOutput(loss, logits, batch["label"])
 
 
-def cpu_runtime(seed: int = 0, amp: str = "off") -> Runtime:
-    return setup_runtime("cpu", amp, seed)
+def cpu_runtime(seed: int = 0, precision: str = "fp32") -> Runtime:
+    return setup_runtime("cpu", precision, seed)
 
 
-def fit(folder, epochs: int, resume=None, seed: int = 0, workers: int = 0, amp: str = "off",
+def fit(folder, epochs: int, resume=None, seed: int = 0, workers: int = 0, precision: str = "fp32",
         **kwargs) -> tuple[Trainer, object]:
-    runtime = cpu_runtime(seed, amp)
+    runtime = cpu_runtime(seed, precision)
     torch.manual_seed(123)  # model init, independent of the run's seed
     task = TinyTask(TinyNet())
     config = TrainConfig(save_folder=folder, epochs=epochs, lr=1e-2, batch_size=4, num_workers=workers,
@@ -140,24 +137,24 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path):
 
 
 def test_resume_errors(tmp_path):
-    with pytest.raises(EngineError, match="no resume file"):
+    with pytest.raises(UserError, match="no resume file"):
         fit(tmp_path, epochs=1, resume="auto")
     bad = tmp_path / "bad.pth"
     bad.write_text("not a checkpoint")
-    with pytest.raises(EngineError, match="cannot read"):
+    with pytest.raises(UserError, match="cannot read"):
         fit(tmp_path, epochs=1, resume=bad)
     torch.save({"model": {}}, bad)
-    with pytest.raises(EngineError, match="not a resume file"):
+    with pytest.raises(UserError, match="not a resume file"):
         fit(tmp_path, epochs=1, resume=bad)
 
 
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_amp_trains(tmp_path, amp):
-    trainer, result = fit(tmp_path, epochs=1, amp=amp)
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_trains(tmp_path, precision):
+    trainer, result = fit(tmp_path, epochs=1, precision=precision)
     assert result.history[0]["loss"] > 0
-    assert trainer.scaler.is_enabled() == (amp == "fp16")
+    assert trainer.scaler.is_enabled() == (precision == "fp16")
     state = torch.load(resume_path(tmp_path, "tiny"), weights_only=True)
-    assert bool(state["scaler"]) == (amp == "fp16")
+    assert bool(state["scaler"]) == (precision == "fp16")
 
 
 def test_non_finite_loss_is_an_error(tmp_path):
@@ -168,16 +165,16 @@ def test_non_finite_loss_is_an_error(tmp_path):
 
     runtime = cpu_runtime()
     config = TrainConfig(save_folder=tmp_path, epochs=1, batch_size=4, num_workers=0, progress=False)
-    with pytest.raises(EngineError, match="loss became nan"):
+    with pytest.raises(UserError, match="loss became nan"):
         Trainer(NanTask(TinyNet()), runtime, config, TinySet(8), TinySet(4)).fit()
 
 
 def test_config_and_dataset_size_errors(tmp_path):
-    with pytest.raises(EngineError, match="--batch-size"):
+    with pytest.raises(UserError, match="--batch-size"):
         TrainConfig(save_folder=tmp_path, batch_size=0).check()
     runtime = cpu_runtime()
     config = TrainConfig(save_folder=tmp_path, epochs=1, batch_size=20, num_workers=0, progress=False)
-    with pytest.raises(EngineError, match="fewer than --batch-size"):
+    with pytest.raises(UserError, match="fewer than --batch-size"):
         Trainer(TinyTask(TinyNet()), runtime, config, TinySet(8), TinySet(4)).fit()
 
 
@@ -189,8 +186,8 @@ def test_rng_state_round_trip():
 
 
 def test_one_line_messages():
-    worker = EngineError("Caught EngineError in DataLoader worker process 0.\nOriginal Traceback "
-                         "(most recent call last):\n  File \"x.py\", line 1\nlibs.engine.errors.EngineError: "
+    worker = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback "
+                         "(most recent call last):\n  File \"x.py\", line 1\nlibs.runtime.errors.UserError: "
                          "bad frame")
     assert one_line(worker) == "bad frame"
     assert one_line(CheckpointError("a does not fit\n  missing keys: x")) == "a does not fit; missing keys: x"
@@ -204,7 +201,7 @@ def test_run_cli_reports_user_errors(capsys):
             raise exc
         return main
 
-    for exc in (EngineError("bad value"), DatasetConfigError("bad config"), CheckpointError("bad file")):
+    for exc in (UserError("bad value"), DatasetConfigError("bad config"), CheckpointError("bad file")):
         assert run_cli(fails(exc), "prog") == 2
         err = capsys.readouterr().err
         assert err.startswith("prog: error: ") and err.count("\n") == 1
@@ -235,7 +232,7 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, out: str) -> None
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     try:
-        runtime = setup_runtime("cpu", "off", 3)
+        runtime = setup_runtime("cpu", "fp32", 3)
         torch.manual_seed(123)
         task = TinyTask(TinyNet())
         config = TrainConfig(save_folder=folder, epochs=2, lr=1e-2, batch_size=2, num_workers=0,

@@ -1,4 +1,4 @@
-"""evaluate.py and libs.utils.evaluation on tiny generated dataset and results trees.
+"""evaluate.py and libs.evaluation on tiny generated dataset and results trees.
 
 Every number is checked against PySODMetrics called directly on the same files, read
 independently here; every bad-input case is checked for its message, count or exit code.
@@ -17,14 +17,9 @@ import pytest
 from PIL import Image
 
 import evaluate
-from libs.utils.evaluation import (
-    JSON_KEYS,
-    EvaluationError,
-    dataset_keys,
-    evaluate_results,
-    method_names,
-)
-from libs.utils.metrics import METRIC_NAMES
+from libs.evaluation import EvaluationError, dataset_keys, evaluate_results, method_names
+from libs.evaluation.metrics import METRIC_NAMES
+from libs.evaluation.reports import JSON_KEYS
 
 CONFIG = """\
 Vid:
@@ -174,7 +169,7 @@ def test_missing_prediction_is_an_error_unless_allowed(tree, capsys):
     with pytest.raises(EvaluationError, match=r"1 of 5 predictions missing .*b/00000\.png"):
         _evaluate(tree)
     assert evaluate.main(_cli(tree, "--dataset", "Vid", "--split", "val", "--results",
-                              str(tree["results"] / "good"))) == 1
+                              str(tree["results"] / "good"))) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "b/00000.png" in err and "Traceback" not in err
     result = _evaluate(tree, allow_missing=True)
@@ -254,22 +249,22 @@ def test_palette_and_01_labels_are_read_as_masks(tree):
     ],
 )
 def test_bad_dataset_or_split(tree, capsys, args, message):
-    assert evaluate.main(_cli(tree, *args, "--results", str(tree["results"] / "good"))) == 1
+    assert evaluate.main(_cli(tree, *args, "--results", str(tree["results"] / "good"))) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_bad_paths_and_flags(tree, capsys):
     missing = tree["root"] / "no-such-results"
-    assert evaluate.main(_cli(tree, "--dataset", "Vid", "--split", "val", "--results", str(missing))) == 1
+    assert evaluate.main(_cli(tree, "--dataset", "Vid", "--split", "val", "--results", str(missing))) == 2
     assert f"results folder not found: {missing}" in capsys.readouterr().err
     args = ["--data", str(tree["root"] / "nodata"), "--dataset-config", str(tree["config"]),
             "--dataset", "Vid", "--split", "val", "--results", str(tree["results"] / "good")]
-    assert evaluate.main(args) == 1
+    assert evaluate.main(args) == 2
     assert "dataset folder not found" in capsys.readouterr().err
     args = ["--dataset-config", str(tree["root"] / "none.yaml"), "--dataset", "Vid", "--split", "val",
             "--results", str(tree["results"] / "good")]
-    assert evaluate.main(args) == 1
+    assert evaluate.main(args) == 2
     assert "dataset config not found" in capsys.readouterr().err
     for bad in (["--dataset", "Vid", "--dataset", "Img", "--split", "val", "--split", "test", "--split", "x"],
                 ["--dataset", "Vid", "--split", "val", "-j", "0"]):

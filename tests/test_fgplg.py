@@ -13,8 +13,7 @@ from libs.datasets.synthetic import generate_synthetic
 from libs.networks import FGPLG, ImageModel
 from libs.networks.fgplg import IMAGENET_MEAN, IMAGENET_STD, flow_magnitude
 from libs.networks.flow import DISFlowEstimator, FlowNet2Estimator
-from libs.utils.checkpoint import CheckpointError, save_checkpoint
-from libs.utils.fgplg_checkpoint import checkpoint_flow, init_fgplg, load_fgplg
+from libs.networks.weights import CheckpointError, checkpoint_flow, init_fgplg, load_fgplg, save_weights
 
 FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
 
@@ -199,7 +198,7 @@ def test_release_checkpoint_loads(files, fgplg_weights):
 def test_estimator_is_recorded_and_checked(tmp_path, files, fgplg_weights):
     dis_model = FGPLG(flow="dis")
     dis_file = tmp_path / "fgplg_dis.pth"
-    save_checkpoint(dis_model, dis_file)
+    save_weights(dis_model, dis_file)
     assert checkpoint_flow(torch.load(dis_file, weights_only=True)) == "dis"
     assert checkpoint_flow(fgplg_weights) == "flownet2"
 
@@ -295,17 +294,19 @@ def test_train_fgplg_with_dis_from_an_image_model(tmp_path, tiny_videos, files, 
 
 @pytest.mark.slow
 def test_train_fgplg_with_flownet2_keeps_it_frozen(tmp_path, tiny_videos):
-    from libs.engine import TrainConfig, setup_runtime
-    from libs.engine.fgplg import build_model, train_fgplg
+    from libs.engine import RECIPES, RecipeOptions, TrainConfig, build_model, train
+    from libs.runtime.session import setup_runtime
 
     torch.manual_seed(0)
-    model = build_model("flownet2", checkpoint="none", flownet_checkpoint="none", log=False)
+    recipe = RECIPES["fgplg"]
+    options = RecipeOptions(data=tiny_videos, dataset_config=tiny_videos / "datasets.yaml", size=64,
+                            label_interval=3, flow="flownet2", checkpoint="none", flownet_checkpoint="none")
+    model = build_model(recipe, options, log=False)
     flownet_before = {k: v.clone() for k, v in model.flownet.state_dict().items()}
     stem_before = model.backbone.resnet.conv1.weight.detach().clone()
     config = TrainConfig(save_folder=tmp_path, epochs=1, lr=1e-4, num_workers=0, steps_per_epoch=1,
                          progress=False, tensorboard=False)
-    result = train_fgplg(setup_runtime("cpu", "off", 0), config, data=tiny_videos,
-                         dataset_config=tiny_videos / "datasets.yaml", size=64, label_interval=3, model=model)
+    result = train(recipe, setup_runtime("cpu", "fp32", 0), config, options, model=model)
     assert result.last_epoch == 1
     assert all(torch.equal(v, flownet_before[k]) for k, v in model.flownet.state_dict().items())
     assert not torch.equal(model.backbone.resnet.conv1.weight, stem_before)
@@ -314,12 +315,12 @@ def test_train_fgplg_with_flownet2_keeps_it_frozen(tmp_path, tiny_videos):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--clip_len", "4"], "--clip_len 4: FGPLG trains on clips of 3 frames"),
-    (["--checkpoint", "missing.pth"], "--checkpoint missing.pth: no such file"),
+    (["--clip_len", "4"], "argument --clip-len/--clip_len: invalid choice: 4 (choose from 3)"),
+    (["--checkpoint", "missing.pth"], "checkpoint missing.pth: no such file"),
     (["--flow", "flownet2", "--checkpoint", "none", "--flownet-checkpoint", "missing.tar"],
-     "--flownet-checkpoint missing.tar: no such file"),
+     "FlowNet2 checkpoint missing.tar: no such file"),
     (["--flow", "raft"], "argument --flow: invalid choice"),
-    (["--label_interval", "0"], "argument --label_interval: must be at least 1"),
+    (["--label_interval", "0"], "argument --label-interval/--label_interval: must be at least 1"),
 ])
 def test_train_fgplg_bad_inputs_are_one_line(tmp_path, tiny_videos, capsys, flags, message):
     argv = [*_data_flags(tiny_videos), "--epochs", "1", "--save-folder", str(tmp_path), *flags]

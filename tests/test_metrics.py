@@ -8,7 +8,7 @@ import numpy as np
 import py_sod_metrics as sod
 import pytest
 
-from libs.utils.metrics import METRIC_NAMES, VALIDATION_METRICS, SaliencyMetrics
+from libs.evaluation.metrics import METRIC_NAMES, VALIDATION_METRICS, SaliencyMetrics
 
 
 def _frames(count: int = 6, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from libs.inference.checked_decoder import CheckedDecoder
+from libs.inference.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
 from libs.networks import ImageModel, VideoModel
-from libs.utils import precision
-from libs.utils.checked_decoder import CheckedDecoder
-from libs.utils.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
-from libs.utils.precision import PrecisionError, autocast_dtype, resolve_precision
+from libs.runtime import precision
+from libs.runtime.precision import PrecisionError, autocast_dtype, resolve_precision
 
 
 @pytest.fixture
@@ -51,8 +51,10 @@ def test_cpu_probe_falls_back_to_cpuinfo_flags(monkeypatch):
     assert precision.cpu_has_native_bf16()
 
 
-def test_amp_names_and_errors():
-    assert resolve_precision("off", "cpu") == "fp32"
+def test_precision_names_and_errors():
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(PrecisionError):
+        resolve_precision("off", "cpu")  # the retired --amp vocabulary
     assert autocast_dtype("bf16") is torch.bfloat16
     assert autocast_dtype("fp32") is None
     with pytest.raises(PrecisionError):
@@ -164,19 +166,18 @@ def test_mixed_precision_replaces_the_decoder_only(cpu_bf16):
 def test_script_defaults_follow_the_hardware(cpu_bf16, native):
     import inference
     import train
-    from libs.engine.runtime import resolve_amp
     from libs.inference import Predictor
+    from libs.runtime.precision import resolve_precision
 
     cpu_bf16(native)
     args = inference.build_parser().parse_args([])
-    predictor = Predictor(VideoModel(), "cpu", precision=inference.precision_from_args(args))
+    predictor = Predictor(VideoModel(), "cpu", precision=args.precision)
     assert predictor.precision == ("mixed" if native else "fp32")
     assert (predictor.runner is predictor.model) == (not native)
     train_args = train.build_parser().parse_args([])
-    assert train_args.amp == "auto"
-    assert resolve_amp(train_args.amp, torch.device("cpu")) == ("bf16" if native else "off")
-    assert train.build_parser().parse_args(["--precision", "fp32"]).amp == "off"
-    assert inference.precision_from_args(inference.build_parser().parse_args(["--amp", "off"])) == "fp32"
+    assert train_args.precision == "auto"
+    assert resolve_precision(train_args.precision, "cpu", training=True) == ("bf16" if native else "fp32")
+    assert train.build_parser().parse_args(["--precision", "fp32"]).precision == "fp32"
 
 
 def test_fp32_predictor_is_the_faithful_model(cpu_bf16):

@@ -22,7 +22,7 @@ from libs.inference.pseudo_labels import (
 )
 from libs.networks import FGPLG
 from libs.networks.flow import DISFlowEstimator
-from libs.utils.checkpoint import save_checkpoint
+from libs.networks.weights import save_weights
 
 SIZE = 32
 LABEL_INTERVAL = 3
@@ -164,7 +164,7 @@ def test_mixed_precision_stays_within_two_levels_of_fp32(synthetic, tmp_path):
 def dis_checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("fgplg") / "fgplg_current_best_model.pth"
-    save_checkpoint(FGPLG(flow="dis"), path)
+    save_weights(FGPLG(flow="dis"), path)
     return path
 
 
@@ -202,7 +202,7 @@ def test_script_warp_only_and_sparse_ground_truth(synthetic, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--flow", "dis", "--checkpoint", "missing.pth"], "--checkpoint missing.pth: no such file"),
+    (["--flow", "dis", "--checkpoint", "missing.pth"], "checkpoint missing.pth: no such file"),
     (["--flow", "flownet2"], "trained with the 'dis' flow estimator, but 'flownet2' was asked for"),
     (["--flow", "dis", "--frame_between_label_num", "3"], "must be smaller than label_interval"),
     (["--flow", "dis", "--datasets", "DAVIS2016"], "--datasets 'DAVIS2016': expected NAME:SPLIT"),

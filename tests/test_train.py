@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RELEASE_FLAGS = ("--data", "--checkpoint", "--dataset-config", "--save-folder", "--pseudo-label-folder", "-j",
                  "--batch-size", "--backup-epochs", "--epochs", "--start-epoch", "--eval-first", "--lr",
                  "--size", "--os", "--clip_len")
-NEW_FLAGS = ("--stage", "--resume", "--amp", "--device", "--seed", "--clip-augment", "--plot", "--demo")
+NEW_FLAGS = ("--stage", "--resume", "--precision", "--device", "--seed", "--clip-augment", "--plot", "--demo")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_image_stage_then_video_stage(synthetic, tmp_path):
     # the video stage starts from the image stage's file, as from the release's image_pretrained_model.pth
     video = tmp_path / "video"
     proc = train(synthetic, video, "--checkpoint", str(best), "--batch-size", "2", "--epochs", "1", "--plot",
-                 "--amp", "bf16", "--clip-augment")
+                 "--precision", "bf16", "--clip-augment")
     assert "backbone from" in proc.stdout
     for name in ("video_current_best_model.pth", "video_epoch-1.pth", "video_resume.pth", "video_log.csv",
                  "video_log.png"):

@@ -32,6 +32,7 @@ _EXPORTS = {
     "get_transforms": "transforms",
     "resize_normalise": "transforms",
     "generate_synthetic": "synthetic",
+    "names_and_splits": "splits",
 }
 
 __all__ = sorted(_EXPORTS)

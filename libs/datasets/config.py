@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from libs.runtime.errors import UserError
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(UserError, ValueError):
     """A dataset config file, entry, split or folder is not as expected."""
 
 

@@ -1,4 +1,4 @@
-"""Frame/label transforms (SPEC §7), built on `torchvision.transforms.v2`.
+"""Frame/label transforms (the release's libs/datasets/transforms.py), built on `torchvision.transforms.v2`.
 
 A sample is a dict `{"image": tv_tensors.Image (uint8 [3, H, W]), "label": SoftMask
 (float [1, H, W])}`, the label being optional. A clip is a list of such dicts; a v2
@@ -104,7 +104,7 @@ def resize_normalise(input_size: int | Sequence[int] | None, mean: Sequence[floa
 def get_transforms(image_mode: bool, input_size: int | Sequence[int],
                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                    clip_augment: bool = False) -> dict[str, v2.Compose]:
-    """The {"train", "val", "test"} transforms of SPEC §7.
+    """The {"train", "val", "test"} transforms of the release's libs/datasets/transforms.py.
 
     `image_mode` (image-saliency pretraining) gives "train" the release's augmentation;
     video mode only resizes, as the release does. `clip_augment=True` (an option that

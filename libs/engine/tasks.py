@@ -9,9 +9,9 @@ The training loop (`Trainer`) knows nothing about saliency models; a task tells 
   logits and labels of the frames that validation scores),
 - `release_state_dict()`: what the release-style checkpoint files hold.
 
-The RCRNet tasks below cover the image stage (one frame per item) and the video stage (a
-clip per item, loss summed over its frames as the release does). FGPLG's task (a clip
-[left, middle, right], loss on the middle frame) subclasses `Task` the same way.
+The tasks below cover RCRNet's image stage (one frame per item), its video stage (a clip
+per item, loss summed over its frames as the release does) and FGPLG (a clip [left,
+middle, right], loss on the middle frame).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import EngineError
+from libs.runtime.errors import UserError
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Task:
         """The parameters the optimizer updates (those with requires_grad)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
-            raise EngineError(f"{type(self.model).__name__} has no trainable parameters")
+            raise UserError(f"{type(self.model).__name__} has no trainable parameters")
         return params
 
     def make_optimizer(self, lr: float) -> torch.optim.Optimizer:
@@ -83,7 +83,7 @@ def frame_tensor(frame: Mapping[str, Any], key: str) -> torch.Tensor:
     """`frame[key]`, or a clear error when a batch lacks it (e.g. labels at training time)."""
     value = frame.get(key) if isinstance(frame, Mapping) else None
     if not isinstance(value, torch.Tensor):
-        raise EngineError(f"a training batch has no {key!r} tensor; training and validation need "
+        raise UserError(f"a training batch has no {key!r} tensor; training and validation need "
                           "annotated frames")
     return value
 
@@ -124,10 +124,35 @@ class VideoSaliencyTask(Task):
 
     def step(self, model: nn.Module, batch: Any) -> StepOutput:
         if not isinstance(batch, Sequence) or not batch:
-            raise EngineError("the video stage expects clips (lists of frames) from the dataset")
+            raise UserError("the video stage expects clips (lists of frames) from the dataset")
         images = torch.stack([frame_tensor(f, "image") for f in batch], dim=1)
         labels = torch.stack([frame_tensor(f, "label") for f in batch], dim=1)
         logits = model(images)
         length = images.shape[1]
         loss = sum(bce_per_frame(logits[:, t], labels[:, t]) for t in range(length))
         return StepOutput(loss, logits.flatten(0, 1), labels.flatten(0, 1), terms=length)
+
+
+class FGPLGTask(Task):
+    """FGPLG on clips [left, middle, right]: logits of the middle frame from its labelled ends.
+
+    A batch is a list of 3 frame dicts (`image` [B, 3, H, W], `label` [B, 1, H, W]); the loss is
+    the BCE of the middle frame. The flow estimator is frozen and the backbone's BatchNorm stays
+    in eval mode.
+    """
+
+    prefix = "fgplg"
+    clip_len = 3
+
+    def set_train_mode(self, model: nn.Module) -> None:
+        model.train()
+        model.freeze_bn()
+
+    def step(self, model: nn.Module, batch: Any) -> StepOutput:
+        if not isinstance(batch, Sequence) or len(batch) != self.clip_len:
+            got = len(batch) if isinstance(batch, Sequence) else type(batch).__name__
+            raise UserError(f"FGPLG trains on clips of 3 frames [labelled, target, labelled], got {got}")
+        images = [frame_tensor(frame, "image") for frame in batch]
+        labels = [frame_tensor(frame, "label") for frame in batch]
+        logits, target = model(images, labels)
+        return StepOutput(bce_per_frame(logits, target), logits, target)

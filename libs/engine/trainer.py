@@ -34,13 +34,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm import tqdm
 
-from libs.utils.checkpoint import save_checkpoint
-from libs.utils.metrics import VALIDATION_METRICS, SaliencyMetrics
-from libs.utils.optimize import to_channels_last
-
-from .errors import EngineError, one_line
-from .logs import RunLogger, log_path
-from .runtime import (
+from libs.evaluation.maps import probabilities_to_uint8
+from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
+from libs.modules import to_channels_last
+from libs.networks.weights import save_weights
+from libs.runtime.errors import UserError, one_line
+from libs.runtime.files import FileReadError, read_torch_file
+from libs.runtime.session import (
     Runtime,
     all_reduce_sum,
     broadcast_object,
@@ -49,6 +49,8 @@ from .runtime import (
     seed_worker,
     set_rng_state,
 )
+
+from .logs import RunLogger, log_path
 from .tasks import StepOutput, Task
 
 RESUME_FORMAT = "rcrnet-resume-1"
@@ -94,19 +96,19 @@ class TrainConfig:
 
     def check(self) -> None:
         if self.epochs < 0:
-            raise EngineError(f"--epochs must be >= 0, got {self.epochs}")
+            raise UserError(f"--epochs must be >= 0, got {self.epochs}")
         if self.start_epoch < 0:
-            raise EngineError(f"--start-epoch must be >= 0, got {self.start_epoch}")
+            raise UserError(f"--start-epoch must be >= 0, got {self.start_epoch}")
         if self.batch_size < 1:
-            raise EngineError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.backup_epochs < 1:
-            raise EngineError(f"--backup-epochs must be >= 1, got {self.backup_epochs}")
+            raise UserError(f"--backup-epochs must be >= 1, got {self.backup_epochs}")
         if self.num_workers < 0:
-            raise EngineError(f"-j/--num_workers must be >= 0, got {self.num_workers}")
+            raise UserError(f"-j/--num_workers must be >= 0, got {self.num_workers}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise EngineError(f"--lr must be a positive number, got {self.lr}")
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise EngineError(f"steps per epoch must be >= 1, got {self.steps_per_epoch}")
+            raise UserError(f"steps per epoch must be >= 1, got {self.steps_per_epoch}")
 
 
 @dataclass
@@ -150,7 +152,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
 def score_frames(metrics: SaliencyMetrics, logits: torch.Tensor, labels: torch.Tensor) -> None:
     """Add frames [N, 1, H, W] to `metrics` as 8-bit maps (the values inference writes) and
     0/255 labels (label >= 0.5, the release's binarisation)."""
-    preds = (torch.sigmoid(logits.detach().float()) * 255).to(torch.uint8).cpu()
+    preds = probabilities_to_uint8(torch.sigmoid(logits.detach().float()))
     gts = ((labels.detach().float() >= 0.5).to(torch.uint8) * 255).cpu()
     for pred, gt in zip(preds, gts):
         metrics.step(pred[0].numpy(), gt[0].numpy())
@@ -169,7 +171,7 @@ class Trainer:
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
         self.module: nn.Module = task.model.to(runtime.device)
-        if runtime.amp != "off":
+        if runtime.precision != "fp32":
             # reduced precision: channels-last convs (oneDNN and cuDNN then skip a layout reorder of
             # every activation; about 2x faster bf16 training steps on a CPU, README "Performance")
             to_channels_last(getattr(self.module, "backbone", self.module))
@@ -221,7 +223,7 @@ class Trainer:
         loader = self._loader(self.train_set, True, epoch)
         total = len(loader)
         if total == 0:
-            raise EngineError(
+            raise UserError(
                 f"the training set has {len(self.train_set)} item(s) per {self.runtime.world_size} "
                 f"process(es), fewer than --batch-size {self.config.batch_size}"
             )
@@ -235,8 +237,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = self._forward(self.model, batch)
             if not torch.isfinite(out.loss.detach()):
-                raise EngineError(f"the training loss became {out.loss.item()} at epoch {epoch}, batch "
-                                  f"{step + 1}; lower --lr or use --amp off/bf16")
+                raise UserError(f"the training loss became {out.loss.item()} at epoch {epoch}, batch "
+                                  f"{step + 1}; lower --lr or use --precision fp32 or bf16")
             self.scaler.scale(out.loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -260,7 +262,7 @@ class Trainer:
         """Score the validation set; returns loss, S, MAE, maxF (all processes' frames)."""
         start = time.perf_counter()
         if self.val_set is None:
-            raise EngineError("no validation set")
+            raise UserError("no validation set")
         loader = self._loader(self.val_set, False, epoch)
         self.module.eval()
         metrics = SaliencyMetrics(VALIDATION_METRICS)
@@ -279,7 +281,7 @@ class Trainer:
             for shard in shards:
                 merged.merge(shard)
             if len(merged) == 0:
-                raise EngineError("the validation set is empty")
+                raise UserError("the validation set is empty")
             results = merged.get_results()
             values = {"loss": loss_sum / max(batches, 1), "MAE": results["MAE"], "S": results["S"],
                       "maxF": results["maxF"], "frames": results["frames"]}
@@ -290,14 +292,14 @@ class Trainer:
     # ------------------------------------------------------------------ files
 
     def _save_weights(self, path: Path) -> None:
-        save_checkpoint(self.task.release_state_dict(), path)
+        save_weights(self.task.release_state_dict(), path)
 
     def save_resume(self, epoch: int) -> Path:
         """Write `<prefix>_resume.pth` (every process must call: RNG states are gathered)."""
         states = gather_objects(self.runtime, rng_state())
         path = resume_path(self.save_folder, self.task.prefix)
         if self.runtime.is_main:
-            save_checkpoint({
+            save_weights({
                 "format": RESUME_FORMAT,
                 "prefix": self.task.prefix,
                 "epoch": epoch,
@@ -316,22 +318,22 @@ class Trainer:
         """Restore a resume file; returns the last completed epoch it holds."""
         path = Path(path)
         if not path.is_file():
-            raise EngineError(f"--resume: no resume file at {path} (it is written after every epoch "
+            raise UserError(f"--resume: no resume file at {path} (it is written after every epoch "
                               f"as {resume_path('<save-folder>', self.task.prefix).name})")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch.load raises many types for damaged files
-            raise EngineError(f"--resume: cannot read {path}: {one_line(exc)}") from exc
+            state = read_torch_file(path, "resume file")
+        except FileReadError as error:
+            raise UserError(f"--resume: {error}") from None
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            raise EngineError(f"--resume: {path} is not a resume file written by this training loop")
+            raise UserError(f"--resume: {path} is not a resume file written by this training loop")
         if state.get("prefix") != self.task.prefix:
-            raise EngineError(f"--resume: {path} belongs to a {state.get('prefix')!r} run, not "
+            raise UserError(f"--resume: {path} belongs to a {state.get('prefix')!r} run, not "
                               f"{self.task.prefix!r}")
         try:
             self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise EngineError(f"--resume: {path} does not fit this model/optimizer: {one_line(exc)}") from exc
+            raise UserError(f"--resume: {path} does not fit this model/optimizer: {one_line(exc)}") from exc
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.best_score = float(state["best_score"])

@@ -1,9 +1,11 @@
 """Inference: a predictor over clips, clip sources (benchmark split, frame folder, video
-file), atomic background PNG writing, and the runs inference.py and the demo use.
+file), atomic background PNG writing, the runs inference.py and the demo use, pseudo-label
+generation (generate_pseudo_labels.py), and the inference speed-ups (BatchNorm folding,
+channels-last, the checked bfloat16 decoder, torch.compile).
 
 See README.md, "Inference".
 """
-from .predictor import Predictor, checkpoint_kind, load_model
+from .predictor import Predictor
 from .runner import (
     InferenceOptions,
     InferenceSummary,
@@ -25,12 +27,10 @@ __all__ = [
     "Predictor",
     "SaliencyWriter",
     "VideoFileClips",
-    "checkpoint_kind",
     "collate_clips",
     "evaluate_split",
     "infer_input",
     "infer_split",
-    "load_model",
     "output_path",
     "resize_to_original",
     "run_clips",

@@ -6,33 +6,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from libs.engine.errors import EngineError
-from libs.engine.runtime import check_amp, resolve_device
-from libs.networks import ImageModel, VideoModel
-from libs.utils.checkpoint import load_image_model, load_video_model, read_state_dict
-from libs.utils.optimize import optimize_for_inference
-from libs.utils.precision import AMP_TO_PRECISION, PrecisionError, resolve_precision
+from libs.networks.weights import model_from_checkpoint
+from libs.runtime.errors import UserError
+from libs.runtime.precision import resolve_precision
+from libs.runtime.session import resolve_device
 
-NER_PREFIXES = ("non_local_block", "convgru_forward", "convgru_backward", "bidirection_conv")
-
-
-def checkpoint_kind(path: str | Path) -> str:
-    """"video" for a VideoModel (RCRNet+NER) file, "image" for an ImageModel (RCRNet) file."""
-    keys = read_state_dict(path).keys()
-    return "video" if any(k.startswith(NER_PREFIXES) for k in keys) else "image"
-
-
-def load_model(path: str | Path, output_stride: int = 16) -> tuple[nn.Module, str]:
-    """The model a checkpoint holds, loaded strictly (the release's files as they are) and its kind."""
-    kind = checkpoint_kind(path)
-    if kind == "video":
-        model: nn.Module = VideoModel(output_stride=output_stride)
-        load_video_model(model, path)
-    else:
-        model = ImageModel(output_stride=output_stride)
-        load_image_model(model, path)
-    return model, kind
-
+from .optimize import optimize_for_inference
 
 COMPILE_CHOICES = ("auto", "on", "off")
 # `--compile auto` compiles runs of at least this many frames: torch.compile costs ~15-30 s on a
@@ -45,26 +24,20 @@ class Predictor:
 
     `predictor(clips [B, T, 3, H, W])` -> probabilities [B, T, 1, H, W] (float32, CPU).
 
-    `precision` (`libs.utils.precision`): `fp32` runs the model as it is (the faithful path);
+    `precision` (`libs.runtime.precision`): `fp32` runs the model as it is (the faithful path);
     `auto` picks `mixed` where bfloat16 is native (float32 with the full-resolution decoder in
     bfloat16, checked pixel by pixel: 8-bit maps within the tolerance) and `fp32` elsewhere;
-    `bf16` / `fp16` autocast the whole model (fastest, but further from float32). Without
-    `precision`, the older `amp` name decides (off = fp32). `compile`: `on`, `off`, or `auto`
+    `bf16` / `fp16` autocast the whole model (fastest, but further from float32). `compile`: `on`,
+    `off`, or `auto`
     (on for runs of at least `COMPILE_MIN_FRAMES` frames, told by `plan`; never for fp32).
     """
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", amp: str = "off",
-                 kind: str = "video", precision: str | None = None, compile: str = "off") -> None:
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu", kind: str = "video",
+                 precision: str = "fp32", compile: str = "off") -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
-        if precision is None:
-            check_amp(amp, self.device)
-            precision = AMP_TO_PRECISION.get(amp, amp)
         if compile not in COMPILE_CHOICES:
-            raise EngineError(f"--compile {compile!r}: expected one of {', '.join(COMPILE_CHOICES)}")
-        try:
-            self.precision = resolve_precision(precision, self.device)
-        except PrecisionError as error:
-            raise EngineError(f"--precision: {error}") from None
+            raise UserError(f"compile {compile!r}: expected one of {', '.join(COMPILE_CHOICES)}")
+        self.precision = resolve_precision(precision, self.device)
         self.kind = kind
         self.compile = compile
         self.model = model.to(self.device).eval()
@@ -73,10 +46,10 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, output_stride: int = 16, device: str | torch.device = "auto",
-                        amp: str = "off", precision: str | None = None, compile: str = "off") -> Predictor:
-        """Load `path` (VideoModel or ImageModel file) onto `device`."""
-        model, kind = load_model(path, output_stride)
-        return cls(model, device, amp, kind, precision, compile)
+                        precision: str = "fp32", compile: str = "off") -> Predictor:
+        """Load `path` (VideoModel or ImageModel file, read once) onto `device`."""
+        model, kind = model_from_checkpoint(path, output_stride)
+        return cls(model, device, kind, precision, compile)
 
     def plan(self, frames: int) -> None:
         """Tell the predictor how many frames the run will predict (decides `compile` auto)."""

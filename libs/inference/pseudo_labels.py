@@ -1,4 +1,4 @@
-"""Pseudo-label generation: what `generate_pseudo_labels.py` does (SPEC §9).
+"""Pseudo-label generation: what `generate_pseudo_labels.py` does (the release's file of that name).
 
 The frames come from the release's clip datasets with `frame_between_label_num` m:
 clips [labelled, m unlabelled frames, labelled] over every `label_interval`-th annotated
@@ -7,8 +7,9 @@ labelled ends, and everything is written to `<out>/<dataset>/<video>/<frame>.png
 
 - kept ground truth is copied byte for byte (the release resampled it through the
   network's input size);
-- generated labels are saliency probabilities resized to the frame's original size and
-  stored as 8-bit grey;
+- generated labels are 8-bit saliency maps resized to the frame's original size, the way
+  inference writes its maps (`libs.evaluation.maps`, then Pillow's bicubic resize), as the
+  release did (it swapped width and height in that resize; here each map has its frame's size);
 - every frame is written once (neighbouring clips share their labelled ends; the release
   wrote those twice), atomically (a temporary file renamed into place), and a frame whose
   file already exists is skipped, so an interrupted run resumes where it stopped;
@@ -25,28 +26,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from flownet2.checkpoint import load_flownet2_checkpoint
 from flownet2.resample2d import resample2d
 from libs.datasets import DatasetConfigError, get_datasets, get_transforms
+from libs.datasets.splits import PSEUDO_LABEL_SETS, DatasetSplits, names_and_splits
 from libs.datasets.video_dataset import VideoClipDataset
-from libs.engine.errors import EngineError
 from libs.networks.fgplg import FGPLG, unnormalise
-from libs.networks.flow import FlowEstimator
-from libs.utils.fgplg_checkpoint import load_fgplg
-from libs.utils.optimize import inference_context, prepare_model
+from libs.networks.flow import FlowEstimator, build_flow_estimator
+from libs.networks.weights import load_fgplg
+from libs.runtime.errors import UserError
+from libs.runtime.files import write_atomic
+from libs.runtime.precision import describe, resolve_precision
+from libs.runtime.session import Runtime, all_reduce_sum
 
+from .optimize import inference_context, prepare_model
 from .runner import output_path
-from .writer import save_atomic, write_atomic
+from .writer import resize_to_original, saliency_to_uint8, save_atomic
 
-# Release defaults: which videos get pseudo-labels.
-DEFAULT_DATASETS: tuple[str, ...] = ("DAVIS2016", "FBMS", "VOS")
-DEFAULT_SPLITS: tuple[str, ...] = ("train", "train", "train")
 OUTPUT_EXT = ".png"
 
 # (frame, frame_l, frame_r, label_l, label_r) -> saliency probabilities [B, 1, H, W]
@@ -56,8 +57,8 @@ Predictor = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device | str = "cpu") -> Predictor:
     """An FGPLG's pseudo-labels as probabilities (sigmoid of its logits).
 
-    `precision` (`libs.utils.precision`, resolved): `fp32` runs `model` as it is (the release's
-    numbers); anything else runs a copy prepared by `libs.utils.optimize.prepare_model`
+    `precision` (`libs.runtime.precision`, resolved): `fp32` runs `model` as it is (the release's
+    numbers); anything else runs a copy prepared by `libs.inference.optimize.prepare_model`
     (BatchNorm folded, channels-last, and `mixed`'s checked bfloat16 decoder or bf16/fp16 autocast).
     """
     if precision == "fp32":
@@ -177,24 +178,17 @@ def is_complete(path: Path) -> bool:
 def copy_label(source: Path, target: Path) -> None:
     """Copy a ground-truth label byte for byte (re-encoded as PNG only if it is not one)."""
     if source.suffix.lower() == OUTPUT_EXT:
-        write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+        with source.open("rb") as label:
+            write_atomic(target, lambda handle: shutil.copyfileobj(label, handle))
     else:
         with Image.open(source) as image:
             grey = image.convert("L")
         save_atomic(grey, target)
 
 
-def to_uint8_map(probabilities: Tensor, height: int, width: int) -> np.ndarray:
-    """Probabilities [1, h, w] -> uint8 [height, width] (bilinear resize, then rounding)."""
-    x = probabilities.detach().float().unsqueeze(0)
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    return (x[0, 0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-def save_label(array: np.ndarray, target: Path) -> None:
-    """Write an 8-bit grey label atomically."""
-    save_atomic(Image.fromarray(array, mode="L"), target)
+def save_label(probabilities: Tensor, height: int, width: int, target: Path) -> None:
+    """Write probabilities [1, h, w] atomically as an 8-bit grey label of `height` x `width`."""
+    save_atomic(resize_to_original(saliency_to_uint8(probabilities[0]), height, width), target)
 
 
 class _ClipJobs(Dataset):
@@ -285,26 +279,26 @@ def generate(predict: Predictor, dataset: Dataset, out: str | Path, *, device: t
                     target = dict(work[j].generate).get(t)
                     if target is not None:
                         height, width = batch["sizes"][b][t]
-                        save_label(to_uint8_map(probabilities[b], height, width), target)
+                        save_label(probabilities[b], height, width, target)
                         summary.generated += 1
     summary.written = summary.generated + summary.copied
     return summary
 
 
 def build_clip_dataset(data: str | Path, dataset_config: str | Path, size: int, label_interval: int,
-                       frame_between_label_num: int, datasets: Sequence[str] = DEFAULT_DATASETS,
-                       splits: Sequence[str] = DEFAULT_SPLITS) -> Dataset:
+                       frame_between_label_num: int, datasets: DatasetSplits = PSEUDO_LABEL_SETS) -> Dataset:
     """The release's generation clips [labelled, m frames, labelled] at `label_interval`, size x size."""
     transforms = get_transforms(image_mode=False, input_size=size)
+    names, splits = names_and_splits(datasets)
     try:
-        return get_datasets(list(datasets), list(splits), dataset_config, data, True, transforms["test"],
+        return get_datasets(names, splits, dataset_config, data, True, transforms["test"],
                             read_clip=True, random_reverse_clip=False, label_interval=label_interval,
                             frame_between_label_num=frame_between_label_num,
                             clip_len=frame_between_label_num + 2)
     except DatasetConfigError:
         raise
     except ValueError as exc:  # the clip sampling's interval checks
-        raise EngineError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def load_generator(checkpoint: str | Path, flow: str = "flownet2", output_stride: int = 16,
@@ -313,11 +307,72 @@ def load_generator(checkpoint: str | Path, flow: str = "flownet2", output_stride
     """A trained FGPLG from `checkpoint` (e.g. the release's `pseudo_label_generator_5.pth`), in eval mode."""
     path = Path(checkpoint)
     if not path.is_file():
-        raise EngineError(f"--checkpoint {path}: no such file; pass a trained FGPLG (the release's "
-                          "pseudo_label_generator_5.pth or train_fgplg.py's fgplg_current_best_model.pth)")
+        raise UserError(f"checkpoint {path}: no such file; pass a trained FGPLG (the release's "
+                        "pseudo_label_generator_5.pth or train_fgplg.py's fgplg_current_best_model.pth)")
     try:
         model = FGPLG(output_stride=output_stride, flow=flow, rgb_max=rgb_max, fp16=fp16)
     except ValueError as exc:
-        raise EngineError(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     load_fgplg(model, path, force_flow=force_flow, flownet_checkpoint=flownet_checkpoint)
     return model.eval()
+
+
+@dataclass(frozen=True)
+class PseudoLabelOptions:
+    """What generate_pseudo_labels.py is asked to do (the release's flags and the new ones)."""
+
+    data: str | Path = "data/datasets/"
+    dataset_config: str | Path = "config/datasets.yaml"
+    pseudo_label_folder: str | Path = "data/pseudo-labels"
+    checkpoint: str | Path = "models/pseudo_label_generator_5.pth"
+    label_interval: int = 5
+    frame_between_label_num: int = 1
+    datasets: DatasetSplits = PSEUDO_LABEL_SETS
+    size: int = 448
+    output_stride: int = 16
+    batch_size: int = 1
+    num_workers: int = 1
+    warp_only: bool = False
+    flow: str = "flownet2"
+    force_flow: bool = False
+    flownet_checkpoint: str | Path | None = None
+    fp16: bool = False
+    rgb_max: float = 1.0
+    precision: str = "auto"
+
+    @property
+    def out(self) -> Path:
+        """`<pseudo-label-folder>/<m>_<l>`: the folder train.py --pseudo-label-folder reads."""
+        return Path(self.pseudo_label_folder) / f"{self.frame_between_label_num}_{self.label_interval}"
+
+
+def build_predictor(options: PseudoLabelOptions, device: torch.device) -> tuple[Predictor, str]:
+    """The label predictor `options` ask for (FGPLG, or flow warping with `warp_only`) and its description."""
+    if options.warp_only:
+        estimator = build_flow_estimator(options.flow, rgb_max=options.rgb_max, half_precision=options.fp16)
+        if options.flow == "flownet2":
+            if not options.flownet_checkpoint:
+                raise UserError("flow warping with flownet2 needs NVIDIA's weights (--flownet-checkpoint)")
+            load_flownet2_checkpoint(estimator, options.flownet_checkpoint)
+        return warp_predictor(estimator.to(device).eval()), f"flow warping ({options.flow})"
+    model = load_generator(options.checkpoint, options.flow, options.output_stride, options.rgb_max,
+                           options.fp16, options.force_flow, options.flownet_checkpoint)
+    precision = resolve_precision(options.precision, device)
+    what = f"FGPLG {options.checkpoint} ({model.flow_name}, {describe(options.precision, device)})"
+    return fgplg_predictor(model.to(device), precision, device), what
+
+
+def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
+                           progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None) -> Summary:
+    """Write this process's share of the pseudo-labels `options` describe; returns every process's totals."""
+    dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
+                                 options.frame_between_label_num, options.datasets)
+    predict, what = build_predictor(options, runtime.device)
+    runtime.print(f"Generating pseudo-labels at {options.out} with {what}")
+    runtime.print(f"label interval: {options.label_interval}, frames between labels: "
+                  f"{options.frame_between_label_num}; device {runtime.device}"
+                  + (f", {runtime.world_size} processes" if runtime.distributed else ""))
+    summary = generate(predict, dataset, options.out, device=runtime.device, rank=runtime.rank,
+                       world_size=runtime.world_size, batch_size=options.batch_size,
+                       num_workers=options.num_workers, progress=progress)
+    return Summary.from_tensor(torch.tensor(all_reduce_sum(runtime, summary.as_tensor().tolist())))

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from libs.datasets import get_datasets, get_spec, get_transforms, load_dataset_config
-from libs.engine.errors import EngineError
+from libs.runtime.errors import UserError
 
 from .predictor import Predictor
 from .sources import (
@@ -170,13 +170,13 @@ def infer_input(predictor: Predictor, input_path: str | Path, options: Inference
         name = source.name
     elif path.is_file():
         if path.suffix.lower() not in VIDEO_EXTENSIONS:
-            raise EngineError(f"--input {path}: not a folder of frames nor a video file "
+            raise UserError(f"--input {path}: not a folder of frames nor a video file "
                               f"({', '.join(VIDEO_EXTENSIONS)})")
         video = VideoFileClips(path, transform, options.clip_len, with_original=options.overlay)
         loader = _loader(video, options, min(1, options.num_workers), predictor)
         total, skipped, name = None, 0, video.name
     else:
-        raise EngineError(f"--input {path}: no such file or folder")
+        raise UserError(f"--input {path}: no such file or folder")
     clips, skipped_now, written = run_clips(predictor, loader, options, total=total, desc=name)
     return InferenceSummary(name, Path(options.results_folder) / name, clips, skipped + skipped_now, written,
                             time.perf_counter() - start)
@@ -185,8 +185,7 @@ def infer_input(predictor: Predictor, input_path: str | Path, options: Inference
 def evaluate_split(results_folder: str | Path, data: str | Path, dataset: str, split: str,
                    dataset_config: str | Path, workers: int = 1, method: str = "RCRNet") -> str:
     """Score `<results_folder>/<dataset>` on the split's ground truth; a Markdown table (and notes)."""
-    from libs.utils.evaluation import describe_counts, evaluate_results, markdown_table
-    from libs.utils.metrics import PAPER_METRICS
+    from libs.evaluation import PAPER_METRICS, describe_counts, evaluate_results, markdown_table
 
     result = evaluate_results(results_folder, data, dataset, split, config_path=dataset_config,
                               workers=workers, metrics=PAPER_METRICS)

@@ -26,7 +26,7 @@ from torchvision import tv_tensors
 
 from libs.datasets import ImageDataset, VideoClipDataset, apply_transform, read_image
 from libs.datasets.sampling import clip_windows
-from libs.engine.errors import EngineError
+from libs.runtime.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -54,9 +54,9 @@ class DatasetClips(ClipSource):
 
     def __init__(self, dataset: Dataset, with_original: bool = False) -> None:
         if isinstance(dataset, ConcatDataset):
-            raise EngineError("inference runs on one dataset split at a time")
+            raise UserError("inference runs on one dataset split at a time")
         if not isinstance(dataset, (VideoClipDataset, ImageDataset)):
-            raise EngineError(f"cannot run inference over a {type(dataset).__name__}")
+            raise UserError(f"cannot run inference over a {type(dataset).__name__}")
         self.dataset = dataset
         self.name = dataset.name
         self.with_original = with_original
@@ -91,7 +91,7 @@ def list_frames(folder: str | Path) -> list[Path]:
     frames = sorted(p for p in folder.iterdir()
                     if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
     if not frames:
-        raise EngineError(f"--input {folder}: no frames ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+        raise UserError(f"--input {folder}: no frames ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return frames
 
 
@@ -104,7 +104,7 @@ class FolderClips(ClipSource):
         self.frames = list_frames(self.folder)
         stems = [p.stem for p in self.frames]
         if len(set(stems)) != len(stems):
-            raise EngineError(f"--input {self.folder}: two frames share a name apart from the extension")
+            raise UserError(f"--input {self.folder}: two frames share a name apart from the extension")
         self.name = name or self.folder.resolve().name
         self.transform = transform
         self.windows = clip_windows(list(range(len(self.frames))), clip_len, training=False)
@@ -148,14 +148,14 @@ class VideoFileClips(IterableDataset):
         ok, _ = capture.read()
         capture.release()
         if not ok:
-            raise EngineError(f"--input {self.path}: no frame could be decoded from this video file")
+            raise UserError(f"--input {self.path}: no frame could be decoded from this video file")
 
     def _open(self) -> Any:
         import cv2
 
         capture = cv2.VideoCapture(str(self.path))
         if not capture.isOpened():
-            raise EngineError(f"--input {self.path}: OpenCV cannot open this video file")
+            raise UserError(f"--input {self.path}: OpenCV cannot open this video file")
         return capture
 
     def _frame(self, index: int, bgr: np.ndarray) -> Frame:

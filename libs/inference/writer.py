@@ -10,10 +10,7 @@ thread pool (Pillow and zlib release the GIL), with a bound on work in flight.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,12 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from libs.evaluation.maps import probabilities_to_uint8
+from libs.runtime.files import write_atomic
+
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
 
 
 def saliency_to_uint8(probs: torch.Tensor) -> np.ndarray:
-    """Probabilities [..., H, W] in [0, 1] -> uint8 (255 * p, truncated, as `to_pil_image` does)."""
-    return (probs.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    """Probabilities [..., H, W] in [0, 1] -> uint8 numpy (`libs.evaluation.maps.probabilities_to_uint8`)."""
+    return probabilities_to_uint8(probs).numpy()
 
 
 def resize_to_original(saliency: np.ndarray, height: int, width: int) -> Image.Image:
@@ -37,25 +37,11 @@ def resize_to_original(saliency: np.ndarray, height: int, width: int) -> Image.I
     return image
 
 
-def write_atomic(path: str | Path, write: Callable[[str], None]) -> None:
-    """Create `path` by `write(temporary path)` in the same folder, then a rename: readers see the
-    whole file or none."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_atomic(image: Image.Image, path: str | Path, **params: object) -> None:
-    """Save `image` to `path` atomically (`write_atomic`), in the format its extension names."""
+    """Save `image` to `path` atomically (`libs.runtime.files.write_atomic`), in the format its
+    extension names."""
     image_format = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
-    write_atomic(path, lambda tmp: image.save(tmp, format=image_format, **params))
+    write_atomic(path, lambda handle: image.save(handle, format=image_format, **params))
 
 
 def overlay_panel(frame: np.ndarray, saliency: np.ndarray, alpha: float = 0.6) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Building blocks of RCRNet and RCRNet+NER."""
 from .aspp import ASPP
 from .convgru import ConvGRUCell
-from .layers import ConvBNReLU, fresh_init_
+from .layers import ConvBNReLU, fresh_init_, to_channels_last
 from .non_local import NonLocalBlock3D
 from .refinement import Decoder, RefinementBlock, SkipBottleneck
 from .resnet import DilatedResNet50, ResNetFeatures, stage_layout
@@ -18,4 +18,5 @@ __all__ = [
     "SkipBottleneck",
     "fresh_init_",
     "stage_layout",
+    "to_channels_last",
 ]

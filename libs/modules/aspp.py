@@ -1,4 +1,4 @@
-"""Atrous spatial pyramid pooling with an image-level branch (SPEC §2)."""
+"""Atrous spatial pyramid pooling with an image-level branch (the release's libs/networks/rcrnet.py)."""
 from __future__ import annotations
 
 import torch

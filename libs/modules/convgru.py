@@ -1,4 +1,5 @@
-"""Convolutional GRU cell of the non-locally enhanced recurrent module (SPEC §4)."""
+"""Convolutional GRU cell of the non-locally enhanced recurrent module (the release's
+libs/modules/convgru.py)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,8 @@
-"""Small shared layers and the fresh initialisation of the layers RCRNet adds to ResNet-50."""
+"""Small shared layers, the fresh initialisation of the layers RCRNet adds to ResNet-50, and the
+channels-last weight layout."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 FRESH_BIAS = 0.001
@@ -24,7 +26,7 @@ def fresh_init_(module: nn.Module) -> None:
     """Initialise every conv and BatchNorm inside `module` as the release does for its new layers.
 
     Conv weights: Kaiming normal (fan_out, relu); BatchNorm weights: 1; every bias: 0.001.
-    Applied to everything outside the ImageNet backbone (SPEC §3).
+    Applied to everything outside the ImageNet backbone (as the release's libs/networks/rcrnet.py does).
     """
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.Conv3d)):
@@ -34,3 +36,14 @@ def fresh_init_(module: nn.Module) -> None:
         elif isinstance(layer, (nn.BatchNorm2d, nn.BatchNorm3d)):
             nn.init.ones_(layer.weight)
             nn.init.constant_(layer.bias, FRESH_BIAS)
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Put every Conv2d weight in channels-last layout (Conv3d and others are left alone).
+
+    oneDNN and cuDNN then convolve channels-last activations without reordering each one.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model

@@ -1,4 +1,5 @@
-"""Non-local block over space-time, embedded dot-product form without softmax (SPEC §4)."""
+"""Non-local block over space-time, embedded dot-product form without softmax (the release's
+libs/modules/non_local_dot_product.py)."""
 from __future__ import annotations
 
 import torch

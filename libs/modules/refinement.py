@@ -1,4 +1,5 @@
-"""Top-down refinement blocks and the full-resolution decoder of RCRNet's pixel-wise classifier (SPEC §3)."""
+"""Top-down refinement blocks and the full-resolution decoder of RCRNet's pixel-wise classifier
+(the release's libs/networks/rcrnet.py)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
-"""Dilated ResNet-50: the spatial feature extractor of RCRNet (SPEC §1).
+"""Dilated ResNet-50: the spatial feature extractor of RCRNet (the release's
+libs/networks/resnet_dilation.py).
 
 Built on torchvision's `ResNet` and `Bottleneck`, so parameter names (and ImageNet
 weights) are torchvision's. torchvision's `replace_stride_with_dilation` gives the first

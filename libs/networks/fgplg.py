@@ -1,4 +1,4 @@
-"""FGPLG: the flow-guided pseudo-label generator (SPEC §6).
+"""FGPLG: the flow-guided pseudo-label generator (the release's libs/networks/pseudo_label_generator.py).
 
 The labels of the two annotated neighbours of a frame are warped onto it with optical
 flow, and an RCRNet with a 7-channel stem (RGB, the two warped labels, the two flow

@@ -10,8 +10,8 @@ from libs.modules import ConvGRUCell, NonLocalBlock3D, fresh_init_
 
 from .rcrnet import RCRNet
 
-# fresh initialisation of VideoModel's NER module: "spec" (SPEC §3: Kaiming normal fan-out, biases
-# 0.001) or "release" (what the release's code did: PyTorch's defaults; see README, Deviations)
+# fresh initialisation of VideoModel's NER module: "spec" (what the release's code intends: Kaiming
+# normal fan-out, biases 0.001) or "release" (what it did: PyTorch's defaults; see README, Deviations)
 NER_INITS = ("spec", "release")
 
 
@@ -32,7 +32,8 @@ class ImageModel(nn.Module):
 
 class VideoModel(nn.Module):
     """RCRNet+NER: RCRNet whose ASPP features pass a non-local block, a bidirectional ConvGRU and a
-    second non-local block across the clip before the pixel-wise classifier (SPEC §4).
+    second non-local block across the clip before the pixel-wise classifier (the release's
+    libs/networks/models.py).
 
     forward(list of T frames [B, 3, H, W]) -> list of T logits [B, 1, H, W], as in the release;
     forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W].

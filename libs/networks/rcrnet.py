@@ -24,7 +24,8 @@ def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor
 
 
 class RCRNet(nn.Module):
-    """Saliency network of SPEC §1-3: logits [B, n_classes, H, W] for frames [B, input_channels, H, W].
+    """RCRNet (the release's libs/networks/rcrnet.py): logits [B, n_classes, H, W] for frames
+    [B, input_channels, H, W].
 
     The split into `spatial_features` and `classify_pixels` lets RCRNet+NER insert its
     recurrent module between the two halves.

@@ -1,14 +1,14 @@
-"""Numeric precision of a run: hardware detection, `--precision` resolution and autocast.
+"""Numeric precision of a run: the one `--precision` vocabulary of every script, its
+resolution on a device, and autocast.
 
 Precisions: `fp32` (the faithful float32 path, the release's numbers), `bf16` and `fp16`
-(autocast to that dtype), and, for inference only, `mixed` (float32 with the
-full-resolution decoder in bfloat16, checked pixel by pixel: `libs.utils.checked_decoder`).
+(autocast to that dtype; fp16 training with loss scaling), and, for inference only,
+`mixed` (float32 with the full-resolution decoder in bfloat16, checked pixel by pixel:
+`libs.inference.checked_decoder`).
 
 `auto` (the scripts' default) looks at the hardware: where bfloat16 matrix products are
 native — CPUs with AMX or AVX512-BF16, CUDA GPUs of compute capability 8.0 or newer — it
-is `mixed` for inference (the fastest configuration that keeps the 8-bit maps within the
-tolerance) and `bf16` autocast for training; elsewhere it is `fp32`. The training
-engine's `--amp {off,bf16,fp16}` names map onto these (`off` is `fp32`).
+is `mixed` for inference and `bf16` autocast for training; elsewhere it is `fp32`.
 """
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import torch
 
-PRECISION_CHOICES = ("auto", "fp32", "mixed", "bf16", "fp16")
-TRAINING_PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+from .errors import UserError
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+INFERENCE_PRECISION_CHOICES = ("auto", "fp32", "mixed", "bf16", "fp16")
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "mixed": None, "bf16": torch.bfloat16,
                                                   "fp16": torch.float16}
-AMP_TO_PRECISION = {"off": "fp32", "bf16": "bf16", "fp16": "fp16"}
-PRECISION_TO_AMP = {value: key for key, value in AMP_TO_PRECISION.items()}
 
 
-class PrecisionError(ValueError):
+class PrecisionError(UserError, ValueError):
     """An unknown precision, or one the device cannot run."""
 
 
@@ -63,12 +63,6 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def cpu_has_native_fp16() -> bool:
-    """Whether this CPU multiplies float16 natively (AMX-FP16)."""
-    found = _torch_cpu_check("_is_amx_fp16_supported")
-    return bool(found) if found is not None else "amx_fp16" in _cpu_flags()
-
-
 def cuda_has_native_bf16(device: torch.device | None = None) -> bool:
     """Whether the CUDA device has bfloat16 tensor cores (compute capability 8.0 or newer)."""
     if not torch.cuda.is_available():
@@ -91,14 +85,14 @@ def resolve_precision(precision: str, device: torch.device | str, training: bool
     """The concrete precision (`fp32`, `mixed`, `bf16` or `fp16`) for `precision` on `device`.
 
     `auto` is `mixed` (inference) or `bf16` (training) where `native_bf16(device)`, else
-    `fp32`. The `--amp` names are accepted (`off` = `fp32`). Refused: `mixed` for training,
-    and `bf16` or `mixed` on a CUDA GPU without bfloat16. Other explicit requests are
-    honoured, even where slow (fp16 on a CPU without AMX-FP16; see README.md, "Performance").
+    `fp32`. Refused: `mixed` for training, and `bf16` or `mixed` on a CUDA GPU without
+    bfloat16. Other explicit requests are honoured, even where slow (fp16 on a CPU without
+    AMX-FP16; see README.md, "Performance").
     """
     device = torch.device(device)
-    precision = AMP_TO_PRECISION.get(precision, precision)
-    if precision not in PRECISION_CHOICES:
-        raise PrecisionError(f"precision {precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+    if precision not in INFERENCE_PRECISION_CHOICES:
+        allowed = PRECISION_CHOICES if training else INFERENCE_PRECISION_CHOICES
+        raise PrecisionError(f"precision {precision!r}: expected one of {', '.join(allowed)}")
     if precision == "auto":
         if not native_bf16(device):
             return "fp32"
@@ -141,5 +135,5 @@ def describe(precision: str, device: torch.device | str, training: bool = False)
     resolved = resolve_precision(precision, device, training)
     if precision != "auto":
         return f"precision {resolved}"
-    why = "native bfloat16" if resolved == "bf16" else "no native bfloat16"
+    why = "no native bfloat16" if resolved == "fp32" else "native bfloat16"
     return f"precision {resolved} (auto: {why} on {device.type})"

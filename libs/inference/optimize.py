@@ -30,8 +30,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from libs.modules import to_channels_last
+from libs.runtime.precision import autocast, autocast_off, resolve_precision
+
 from .checked_decoder import CheckedDecoder
-from .precision import autocast, autocast_off, resolve_precision
 
 # where the models keep RCRNet's full-resolution decoder
 DECODER_PATHS: tuple[str, ...] = ("backbone.decoder", "decoder")
@@ -83,14 +85,6 @@ def fold_batchnorm(model: nn.Module) -> int:
             setattr(module, bn_name, nn.Identity())
             folded += 1
     return folded
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Put every Conv2d weight in channels-last layout (Conv3d and others are left alone)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
-    return model
 
 
 def keep_float32(model: nn.Module, names: Sequence[str]) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Where and how a run executes: device, mixed precision, seeds, and torchrun processes.
+"""Where and how a run executes: device, precision, seeds, and torchrun processes.
 
 `setup_runtime` is called once per process by the scripts. Under `torchrun` (WORLD_SIZE > 1
 in the environment) it joins the process group (NCCL on CUDA, gloo on CPU) and gives each
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from libs.utils.precision import PRECISION_TO_AMP, resolve_precision
-
-from .errors import EngineError
-
-AMP_CHOICES = ("auto", "off", "bf16", "fp16")
-AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .errors import UserError
+from .precision import autocast, resolve_precision
 
 
 @dataclass
@@ -32,7 +27,7 @@ class Runtime:
     """The device, precision, seed and process group of this process."""
 
     device: torch.device
-    amp: str = "off"
+    precision: str = "fp32"
     seed: int = 0
     deterministic: bool = False
     rank: int = 0
@@ -48,19 +43,13 @@ class Runtime:
         """Whether this process logs and writes checkpoints (rank 0)."""
         return self.rank == 0
 
-    @property
-    def amp_dtype(self) -> torch.dtype | None:
-        return AMP_DTYPES[self.amp]
-
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast to the `--amp` dtype on this device (a no-op with `--amp off`)."""
-        if self.amp == "off":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        """Autocast to the run's precision on this device (a no-op for fp32)."""
+        return autocast(self.precision, self.device)
 
     def grad_scaler(self) -> torch.amp.GradScaler:
         """A loss scaler, enabled for float16 only (bfloat16 keeps float32's exponent range)."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     def barrier(self) -> None:
         if self.distributed:
@@ -75,7 +64,7 @@ class Runtime:
         where = str(self.device)
         if self.device.type == "cuda":
             where += f" ({torch.cuda.get_device_name(self.device)})"
-        text = f"device {where}, amp {self.amp}, seed {self.seed}"
+        text = f"device {where}, precision {self.precision}, seed {self.seed}"
         if self.deterministic:
             text += " (deterministic)"
         if self.distributed:
@@ -90,7 +79,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise EngineError(f"environment variable {name}={value!r} is not an integer") from None
+        raise UserError(f"environment variable {name}={value!r} is not an integer") from None
 
 
 def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
@@ -101,36 +90,19 @@ def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) ->
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise EngineError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise EngineError(f"--device {name}: CUDA is not available here; use --device cpu")
+            raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
         index = local_rank if (distributed and device.index is None) else (device.index or 0)
         if index >= torch.cuda.device_count():
-            raise EngineError(
+            raise UserError(
                 f"--device {name}: GPU {index} requested but only {torch.cuda.device_count()} visible"
             )
         device = torch.device("cuda", index)
     elif device.type != "cpu":
-        raise EngineError(f"--device {name}: only cpu and cuda devices are supported")
+        raise UserError(f"--device {name}: only cpu and cuda devices are supported")
     return device
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """`amp` with `auto` resolved for training on `device` (`libs.utils.precision`): bf16 where
-    bfloat16 is native (CPUs with AMX or AVX512-BF16, CUDA GPUs of compute capability 8+), else off."""
-    if amp != "auto":
-        return amp
-    return PRECISION_TO_AMP[resolve_precision("auto", device, training=True)]
-
-
-def check_amp(amp: str, device: torch.device) -> None:
-    """Raise if `amp` is unknown or unsupported on `device`."""
-    if amp not in AMP_CHOICES:
-        raise EngineError(f"--amp {amp!r}: expected one of {', '.join(AMP_CHOICES)}")
-    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise EngineError(f"--amp bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; "
-                          "use --amp fp16")
 
 
 def seed_everything(seed: int) -> None:
@@ -145,16 +117,15 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
-def setup_runtime(device: str = "auto", amp: str = "off", seed: int | None = None) -> Runtime:
-    """Set up this process: process group under torchrun, device, precision (`amp` auto is resolved
-    by `resolve_amp`), seeds, determinism."""
+def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | None = None) -> Runtime:
+    """Set up this process for training: process group under torchrun, device, precision (`auto`
+    resolved by `libs.runtime.precision.resolve_precision` for training), seeds, determinism."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world_size > 1
     resolved = resolve_device(device, local_rank, distributed)
-    check_amp(amp, resolved)
-    amp = resolve_amp(amp, resolved)
+    precision = resolve_precision(precision, resolved, training=True)
     if distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
@@ -169,8 +140,8 @@ def setup_runtime(device: str = "auto", amp: str = "off", seed: int | None = Non
             shared = [seed]
             dist.broadcast_object_list(shared, src=0)
             seed = int(shared[0])
-    runtime = Runtime(device=resolved, amp=amp, seed=int(seed), deterministic=deterministic, rank=rank,
-                      world_size=world_size, local_rank=local_rank)
+    runtime = Runtime(device=resolved, precision=precision, seed=int(seed), deterministic=deterministic,
+                      rank=rank, world_size=world_size, local_rank=local_rank)
     seed_everything(runtime.seed + rank)
     if resolved.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
@@ -245,13 +216,3 @@ def all_reduce_sum(runtime: Runtime, values: list[float]) -> list[float]:
                           device=runtime.device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(tensor)
     return tensor.cpu().tolist()
-
-
-@contextlib.contextmanager
-def runtime_session(device: str = "auto", amp: str = "off", seed: int | None = None) -> Iterator[Runtime]:
-    """`setup_runtime` ... `teardown_runtime` as a context manager."""
-    runtime = setup_runtime(device, amp, seed)
-    try:
-        yield runtime
-    finally:
-        teardown_runtime()

@@ -1,0 +1,236 @@
+"""The command line of all five scripts: one parser class, one spelling per flag, one error style.
+
+- `ArgumentParser`: argparse whose usage errors are one line (`prog: error: ... (see --help)`)
+  and whose help shows defaults.
+- Flag groups shared by the scripts (`add_data_arguments`, `add_model_arguments`,
+  `add_training_arguments`, `add_label_arguments`, `add_flow_arguments`,
+  `add_runtime_arguments`): the release's flags with the release's defaults. Every multi-word
+  flag is spelled with dashes; the release's underscore spellings (`--clip_len`,
+  `--label_interval`, `--frame_between_label_num`, `--num_workers`, `--rgb_max`) are aliases.
+- `train_config_from_args`, `recipe_options_from_args`: the objects those flags describe.
+- `run_cli(main, prog)`: runs a script's main function, reporting user errors (bad values,
+  missing, unfit or unwritable files: `USER_ERRORS`) as one `prog: error: ...` line on stderr
+  with exit status 2, Ctrl-C with status 130, and leaving the torchrun process group in any case.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
+from libs.engine.recipes import RecipeOptions
+from libs.engine.trainer import TrainConfig
+from libs.networks.flow import FLOW_CHOICES
+from libs.runtime.errors import UserError, one_line
+from libs.runtime.precision import PRECISION_CHOICES
+from libs.runtime.session import teardown_runtime
+
+# Exceptions that mean "the input or the environment is wrong", not "the code is wrong".
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointError, OSError)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the description's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, "", argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit status 2) and defaults shown in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = float(text)
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def output_stride(text: str) -> int:
+    """argparse type: 8 or 16."""
+    value = int(text)
+    if value not in (8, 16):
+        raise argparse.ArgumentTypeError(f"must be 8 or 16, got {value}")
+    return value
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, workers: int = 1) -> argparse._ArgumentGroup:
+    """--data, --dataset-config, -j/--num-workers (release names and defaults)."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", type=str, default="data/datasets/",
+                       help="folder holding the <dataset>/ folders")
+    group.add_argument("--dataset-config", default="config/datasets.yaml",
+                       help="dataset config file (layouts and splits)")
+    group.add_argument("-j", "--num-workers", "--num_workers", dest="num_workers", default=workers,
+                       type=non_negative_int, metavar="N",
+                       help="DataLoader worker processes (0: load in the main process)")
+    return group
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, clip_len: int = 4,
+                        clip_lengths: tuple[int, ...] | None = None) -> argparse._ArgumentGroup:
+    """--size, --os, --clip-len (release names and defaults); `clip_lengths` restricts --clip-len."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--size", default=448, type=positive_int,
+                       help="frames are resized to size x size pixels")
+    group.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
+    group.add_argument("--clip-len", "--clip_len", dest="clip_len", type=positive_int, default=clip_len,
+                       choices=clip_lengths, help="the number of frames in a video clip")
+    return group
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None = 1e-5,
+                           batch_size: int | None = 1, epochs: int | None = 50,
+                           save_folder: str = "models/checkpoints",
+                           default_notes: dict[str, str] | None = None) -> argparse._ArgumentGroup:
+    """The release's training flags plus --resume and --plot.
+
+    Pass None for lr/batch_size/epochs to resolve them later (per recipe) and describe those
+    defaults in `default_notes` ({"lr": "(default: ...)", ...}, appended to their help).
+    """
+    notes = {k: f" {v}" for k, v in (default_notes or {}).items()}
+    group = parser.add_argument_group("training")
+    group.add_argument("--save-folder", default=save_folder,
+                       help="where checkpoints, the resume file and the CSV log are written")
+    group.add_argument("--batch-size", default=batch_size, type=positive_int,
+                       help="items (frames or clips) per batch and per process" + notes.get("batch_size", ""))
+    group.add_argument("--backup-epochs", type=positive_int, default=1,
+                       help="write <prefix>_epoch-N.pth every this many epochs")
+    group.add_argument("--epochs", type=non_negative_int, default=epochs,
+                       help="the last epoch to train (epochs are numbered from 1)" + notes.get("epochs", ""))
+    group.add_argument("--start-epoch", type=non_negative_int, default=0,
+                       help="epochs already done: train from epoch start+1, and load --checkpoint as a "
+                            "whole model of this recipe when > 0 (the release's restore)")
+    group.add_argument("--eval-first", default=False, action="store_true",
+                       help="validate the initial weights before training (logged as epoch start)")
+    group.add_argument("--lr", "--learning-rate", default=lr, type=positive_float,
+                       help="learning rate of Adam" + notes.get("lr", ""))
+    group.add_argument("--resume", nargs="?", const="auto", default=None, metavar="FILE",
+                       help="continue a stopped run: model, optimizer, scaler, epoch, best score and "
+                            "random states from FILE (default <save-folder>/<prefix>_resume.pth)")
+    group.add_argument("--plot", action="store_true",
+                       help="draw the training curves to <save-folder>/<prefix>_log.png after every epoch")
+    return group
+
+
+def add_label_arguments(group: argparse._ArgumentGroup, between: bool = False) -> None:
+    """--label-interval (and, with `between`, --frame-between-label-num): the release's FGPLG flags."""
+    group.add_argument("--label-interval", "--label_interval", dest="label_interval", default=5,
+                       type=positive_int, help="keep every l-th ground-truth label")
+    if between:
+        group.add_argument("--frame-between-label-num", "--frame_between_label_num",
+                           dest="frame_between_label_num", default=1, type=non_negative_int,
+                           help="the number of pseudo-labels generated between two kept labels (m)")
+
+
+def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str | None,
+                       flownet_help: str) -> argparse._ArgumentGroup:
+    """--flow, --force-flow, --flownet-checkpoint, --fp16, --rgb-max (FGPLG's optical flow)."""
+    flow = parser.add_argument_group("flow")
+    flow.add_argument("--flow", choices=FLOW_CHOICES, default="flownet2",
+                      help="optical flow: flownet2 (the release's) or dis (OpenCV DIS, weight-free, CPU); "
+                           "an FGPLG checkpoint must be run with the one it was trained with")
+    flow.add_argument("--force-flow", action="store_true",
+                      help="load an FGPLG --checkpoint trained with the other flow estimator anyway")
+    flow.add_argument("--flownet-checkpoint", default=flownet_checkpoint, help=flownet_help)
+    flow.add_argument("--fp16", action="store_true",
+                      help="run FlowNet2 in half precision (fp16 on CUDA, bf16 on CPU; its correlation, "
+                           "warping and channel norm stay in float32)")
+    flow.add_argument("--rgb-max", "--rgb_max", dest="rgb_max", type=positive_float, default=1.0,
+                      help="FlowNet2 divides its [0, 1] frames by this")
+    return flow
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser,
+                          precision_choices: tuple[str, ...] = PRECISION_CHOICES,
+                          precision_help: str | None = None) -> argparse._ArgumentGroup:
+    """--device, --precision, --seed."""
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
+                            "takes cuda:LOCAL_RANK")
+    group.add_argument("--precision", default="auto", choices=precision_choices,
+                       help=precision_help or (
+                           "auto (bf16 autocast + channels-last where bfloat16 is native: CPUs with AMX or "
+                           "AVX512-BF16, CUDA GPUs of compute capability 8+; else fp32), fp32 (the "
+                           "release's float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
+    group.add_argument("--seed", type=int, default=None,
+                       help="seed every random generator and ask PyTorch for deterministic algorithms "
+                            "(default: a random seed, printed and kept in the resume file)")
+    return group
+
+
+def train_config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of parsed training flags (`overrides` win)."""
+    values: dict[str, Any] = {
+        "save_folder": Path(args.save_folder),
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "num_workers": args.num_workers,
+        "start_epoch": args.start_epoch,
+        "backup_epochs": args.backup_epochs,
+        "eval_first": args.eval_first,
+        "resume": args.resume,
+        "plot": args.plot,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def recipe_options_from_args(args: argparse.Namespace, **overrides: Any) -> RecipeOptions:
+    """The RecipeOptions of parsed flags (those a script does not define keep their defaults)."""
+    names = {"data": "data", "dataset_config": "dataset_config", "size": "size", "output_stride": "os",
+             "clip_len": "clip_len", "checkpoint": "checkpoint", "pseudo_label_folder": "pseudo_label_folder",
+             "clip_augment": "clip_augment", "ner_init": "ner_init", "label_interval": "label_interval",
+             "flow": "flow", "flownet_checkpoint": "flownet_checkpoint", "rgb_max": "rgb_max",
+             "flow_fp16": "fp16", "force_flow": "force_flow"}
+    values = {field: getattr(args, flag) for field, flag in names.items() if hasattr(args, flag)}
+    values.update(overrides)
+    return RecipeOptions(**values)
+
+
+def run_cli(main: Callable[[], int | None], prog: str) -> int:
+    """Run `main()`, turning user errors into one stderr line; returns the exit status."""
+    try:
+        status = main()
+    except USER_ERRORS as exc:
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        teardown_runtime()
+    return int(status or 0)

@@ -1,0 +1,62 @@
+"""Reading saliency maps and labels as the 8-bit grey arrays the metrics score."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import EvaluationError
+
+
+def _open(path: Path, what: str) -> Image.Image:
+    """The decoded image, its file closed; an unreadable file is an EvaluationError naming it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise EvaluationError(f"cannot read {what} {path}: {err}") from None
+
+
+def _grey8(image: Image.Image) -> tuple[np.ndarray, bool]:
+    """An image as uint8 grey, and whether it had to be converted (colour, alpha, 16-bit...)."""
+    if image.mode == "L":
+        return np.asarray(image), False
+    if image.mode == "1":
+        return np.asarray(image.convert("L")), False
+    if image.mode.startswith("I"):
+        deep = np.asarray(image).astype(np.float64)
+        return np.round(np.clip(deep, 0, 65535) / 257.0).astype(np.uint8), True
+    return np.asarray(image.convert("L")), True
+
+
+def read_prediction(path: str | Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool, bool]:
+    """A saliency map as uint8 HxW grey, resized bilinearly to `size` (H, W) if it differs.
+
+    Colour, palette, alpha and 16-bit maps are converted to 8-bit grey (luma, ITU-R 601).
+    Returns (map, converted, resized).
+    """
+    image = _open(Path(path), "prediction")
+    pred, converted = _grey8(image)
+    resized = size is not None and pred.shape != tuple(size)
+    if resized:
+        height, width = size
+        pred = np.asarray(Image.fromarray(pred).resize((width, height), Image.BILINEAR))
+    return np.ascontiguousarray(pred), converted, resized
+
+
+def read_ground_truth(path: str | Path) -> tuple[np.ndarray, bool]:
+    """A label as uint8 HxW with salient pixels 255, and whether it had to be converted.
+
+    Grey labels are used as they are (PySODMetrics binarises at > 128). Palette labels
+    (DAVIS style) count every non-zero index as salient; colour labels are converted to
+    grey; 0/1 labels are scaled to 0/255, the release's reading rule.
+    """
+    image = _open(Path(path), "ground truth")
+    if image.mode == "P":
+        return (np.asarray(image) != 0).astype(np.uint8) * 255, True
+    gt, converted = _grey8(image)
+    if gt.max() == 1:
+        return gt * np.uint8(255), True
+    return np.ascontiguousarray(gt), converted

@@ -1,0 +1,236 @@
+"""Scoring paired maps in worker processes and describing what was counted.
+
+Each prediction is read as 8-bit grey, resized to its label's size when they differ, and
+scored with `SaliencyMetrics` (PySODMetrics); worker results are merged in frame order,
+so any number of workers gives the same numbers. Every departure from the clean case
+(missing or extra files, resized or converted maps, converted or all-black labels) is
+counted and reported.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
+
+from .errors import EvaluationError
+from .metrics import METRIC_NAMES, SaliencyMetrics
+from .pairing import EXAMPLES, Pairing, pair_results
+from .reading import read_ground_truth, read_prediction
+
+# What `evaluate_pairing` counts; see `describe_counts` for the meaning of each.
+COUNT_KEYS: tuple[str, ...] = (
+    "labelled", "missing", "extra", "resized", "converted", "gt_converted", "empty_gt",
+)
+_MAX_CHUNK = 32  # frames per worker task
+
+
+
+@dataclass
+class _Task:
+    video: str
+    frames: list[tuple[str, str, str]]  # (key, ground-truth path, prediction path)
+    metrics: tuple[str, ...]
+    skip_empty_gt: bool
+
+
+@dataclass
+class _Outcome:
+    video: str
+    metrics: SaliencyMetrics
+    counts: Counter
+    examples: dict[str, list[str]]
+    frames: int
+
+
+def _evaluate_chunk(task: _Task) -> _Outcome:
+    """Score a few consecutive frames of one video (runs in a worker process)."""
+    metrics = SaliencyMetrics(task.metrics)
+    counts: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+
+    def note(case: str, key: str) -> None:
+        counts[case] += 1
+        if len(examples.setdefault(case, [])) < EXAMPLES:
+            examples[case].append(key)
+
+    for key, gt_path, pred_path in task.frames:
+        gt, gt_converted = read_ground_truth(gt_path)
+        pred, converted, resized = read_prediction(pred_path, gt.shape)
+        if gt_converted:
+            note("gt_converted", key)
+        if converted:
+            note("converted", key)
+        if resized:
+            note("resized", key)
+        if not (gt > 128).any():
+            note("empty_gt", key)
+            if task.skip_empty_gt:
+                continue
+        metrics.step(pred, gt)
+    return _Outcome(task.video, metrics, counts, examples, len(task.frames))
+
+
+def _scalars(metrics: SaliencyMetrics) -> dict:
+    """The scalars and frame count of an accumulator; None for every metric if it has no frames."""
+    if len(metrics) == 0:
+        return {**{m: None for m in metrics.metrics}, "frames": 0}
+    results = metrics.get_results()
+    results.pop("curves")
+    return results
+
+
+def _tasks(pairing: Pairing, metrics: tuple[str, ...], workers: int, skip_empty_gt: bool) -> list[_Task]:
+    """Chunks of at most _MAX_CHUNK consecutive frames, never spanning two videos."""
+    present = [f for f in pairing.frames if f.key in pairing.predictions]
+    size = max(1, min(_MAX_CHUNK, math.ceil(len(present) / (4 * max(1, workers)))))
+    tasks: list[_Task] = []
+    for frame in present:
+        entry = (frame.key, str(frame.path), str(pairing.predictions[frame.key]))
+        if tasks and tasks[-1].video == frame.video and len(tasks[-1].frames) < size:
+            tasks[-1].frames.append(entry)
+        else:
+            tasks.append(_Task(frame.video, [entry], metrics, skip_empty_gt))
+    return tasks
+
+
+def evaluate_pairing(
+    pairing: Pairing,
+    *,
+    workers: int = 1,
+    per_video: bool = False,
+    skip_empty_gt: bool = False,
+    metrics: Iterable[str] = METRIC_NAMES,
+    progress: bool = False,
+    desc: str | None = None,
+) -> dict:
+    """Score the paired maps; see `evaluate_results` for the returned dict.
+
+    Frames are split into chunks scored by `workers` processes; chunk results are merged
+    in frame order, so the numbers equal those of one sequential pass.
+    """
+    if workers < 1:
+        raise EvaluationError(f"workers must be at least 1, got {workers} (-j)")
+    names = SaliencyMetrics(metrics).metrics
+    tasks = _tasks(pairing, names, workers, skip_empty_gt)
+    overall = SaliencyMetrics(names)
+    videos: dict[str, SaliencyMetrics] = {}
+    if per_video and pairing.is_video:
+        videos = {f.video: SaliencyMetrics(names) for f in pairing.frames}
+    counts: Counter = Counter({k: 0 for k in COUNT_KEYS})
+    examples: dict[str, list[str]] = {}
+    missing = pairing.missing
+    counts["labelled"] = len(pairing.frames)
+    counts["missing"] = len(missing)
+    counts["extra"] = pairing.extra
+    examples["missing"] = missing[:EXAMPLES]
+    examples["extra"] = list(pairing.extra_examples)
+    processes = min(workers, len(tasks))
+    # The pool is started before the progress bar so no tqdm thread exists when it forks.
+    pool = multiprocessing.get_context().Pool(processes) if processes > 1 else None
+    with pool if pool is not None else contextlib.nullcontext():
+        outcomes = pool.imap(_evaluate_chunk, tasks) if pool is not None else map(_evaluate_chunk, tasks)
+        total = sum(len(t.frames) for t in tasks)
+        with tqdm(total=total, desc=desc, unit="frame", disable=None if progress else True) as bar:
+            for outcome in outcomes:
+                overall.merge(outcome.metrics)
+                if videos:
+                    videos[outcome.video].merge(outcome.metrics)
+                counts.update(outcome.counts)
+                for case, keys in outcome.examples.items():
+                    kept = examples.setdefault(case, [])
+                    kept += keys[: EXAMPLES - len(kept)]
+                bar.update(outcome.frames)
+    result = _scalars(overall)
+    result.update(
+        dataset=pairing.dataset,
+        split=pairing.split,
+        results_dir=str(pairing.results_dir),
+        skip_empty_gt=skip_empty_gt,
+        counts={k: counts[k] for k in COUNT_KEYS},
+        examples={k: v for k, v in examples.items() if v},
+        curves=overall.get_results()["curves"] if len(overall) else {},
+        videos={v: _scalars(m) for v, m in videos.items()},
+    )
+    return result
+
+
+def evaluate_results(
+    results_dir: str | Path,
+    data_root: str | Path,
+    dataset: str,
+    split: str,
+    *,
+    config_path: str | Path = DEFAULT_CONFIG,
+    workers: int = 1,
+    allow_missing: bool = False,
+    per_video: bool = False,
+    skip_empty_gt: bool = False,
+    metrics: Iterable[str] = METRIC_NAMES,
+    progress: bool = False,
+) -> dict:
+    """Evaluate the maps in `<results_dir>/<dataset>` on the annotated frames of `split`.
+
+    Returns a dict with the scalars of `metrics` (floats; None when no frame was scored),
+    "frames" (frames scored), "dataset", "split", "results_dir", "skip_empty_gt",
+    "counts" ({case: count} for COUNT_KEYS), "examples" ({case: first keys}), "curves"
+    (`SaliencyMetrics.get_results()["curves"]`) and "videos" ({video: scalars and
+    "frames"}, filled when `per_video` and the dataset is a video dataset).
+    Raises EvaluationError or DatasetConfigError (both ValueError) on bad input.
+    """
+    spec = get_spec(load_dataset_config(config_path), dataset)
+    pairing = pair_results(results_dir, data_root, spec, split, allow_missing=allow_missing)
+    return evaluate_pairing(
+        pairing,
+        workers=workers,
+        per_video=per_video,
+        skip_empty_gt=skip_empty_gt,
+        metrics=metrics,
+        progress=progress,
+        desc=f"{Path(results_dir).name} {dataset}/{split}",
+    )
+
+
+def describe_counts(result: dict) -> list[str]:
+    """One line per counted case of an evaluation result (nothing for a clean run)."""
+    counts, examples = result["counts"], result["examples"]
+
+    def eg(case: str) -> str:
+        return f" (e.g. {', '.join(examples[case])})" if examples.get(case) else ""
+
+    lines = []
+    if counts["missing"]:
+        lines.append(
+            f"{counts['missing']} of {counts['labelled']} predictions missing: skipped "
+            f"(--allow-missing){eg('missing')}"
+        )
+    if counts["extra"]:
+        lines.append(f"{counts['extra']} extra file(s) matching no ground-truth frame: ignored{eg('extra')}")
+    if counts["resized"]:
+        lines.append(
+            f"{counts['resized']} map(s) sized unlike their ground truth: resized bilinearly{eg('resized')}"
+        )
+    if counts["converted"]:
+        lines.append(
+            f"{counts['converted']} map(s) not 8-bit grey (colour, palette, alpha or 16-bit): "
+            f"converted to grey{eg('converted')}"
+        )
+    if counts["gt_converted"]:
+        lines.append(
+            f"{counts['gt_converted']} ground-truth mask(s) not 0/255 grey: palette index > 0, "
+            f"colour -> grey, 0/1 -> 0/255{eg('gt_converted')}"
+        )
+    if counts["empty_gt"]:
+        action = "skipped (--skip-empty-gt)" if result.get("skip_empty_gt") else (
+            "scored as PySODMetrics does: F and wF 0, S = 1 - mean(map), E = share of pixels below "
+            "threshold; --skip-empty-gt leaves them out"
+        )
+        lines.append(f"{counts['empty_gt']} all-black ground-truth frame(s): {action}{eg('empty_gt')}")
+    return lines

@@ -1,0 +1,103 @@
+"""Files written atomically and PyTorch files read safely: the only ways this project writes
+results or reads pickled tensors.
+
+`write_atomic` writes a temporary file beside the target (named `.<name>.<random>.tmp`),
+flushes and fsyncs it, gives it the mode the user's umask gives new files, and renames it
+over the target, so readers see the old file or the whole new one, never half a file.
+`read_torch_file` is `torch.load(..., weights_only=True)` on the CPU, with every failure
+turned into one `FileReadError` naming the file.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from .errors import UserError
+
+PathLike = str | os.PathLike[str]
+TEMP_SUFFIX = ".tmp"
+WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTOCOL = b"\x80"
+
+
+class FileReadError(UserError):
+    """A file cannot be read as what it should be (missing, damaged or of another kind)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename durable where the platform allows syncing a directory."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Create or replace `path` with what `write(handle)` writes to an open binary file.
+
+    Parent folders are created. On any failure the temporary file is removed and the old
+    `path`, if any, is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def save_torch(obj: Any, path: PathLike) -> None:
+    """`torch.save(obj)` to `path` atomically (`write_atomic`)."""
+    write_atomic(path, lambda handle: torch.save(obj, handle))
+
+
+def read_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
+    """What `torch.save` stored at `path`, read with `weights_only=True` onto the CPU.
+
+    `what` names the file's role in messages ("checkpoint", "resume file"). A missing file,
+    a damaged one, a file of another format and one holding pickled objects other than
+    tensors and plain containers are all one `FileReadError`; no pickled code ever runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileReadError(f"{what} {path}: {'not a file' if path.exists() else 'no such file'}")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    # torch.save writes a zip archive, or (legacy format, PyTorch < 1.6) a pickle of protocol 2+
+    if not (magic.startswith(ZIP_MAGIC) or magic[:1] == PICKLE_PROTOCOL):
+        raise FileReadError(f"cannot read {what} {path}: not a file written by torch.save")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for damaged or foreign files
+        if isinstance(exc, pickle.UnpicklingError) and WEIGHTS_ONLY_REFUSAL in str(exc):
+            raise FileReadError(f"{what} {path}: holds pickled objects other than tensors, which are "
+                                "never loaded (only tensors, numbers, strings and containers are)") from None
+        raise FileReadError(f"cannot read {what} {path}: a damaged file written by torch.save "
+                            f"({type(exc).__name__})") from None
