@@ -25,6 +25,7 @@ from libs.evaluation import (
     write_csv,
     write_json,
 )
+from libs.evaluation.protocol import AVERAGES, DEFINITIONS, PROTOCOLS, RESIZES, make_protocol
 
 PROG = "evaluate.py"
 
@@ -57,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
             "edge cases: a frame without a map is an error (--allow-missing skips it); files that\n"
             "match no frame are ignored; a map sized unlike its label is resized bilinearly; colour,\n"
             "palette and 16-bit maps are converted to 8-bit grey; all-black labels are scored as\n"
-            "PySODMetrics does (F and wF 0) unless --skip-empty-gt. Each case is counted on stderr."
+            "PySODMetrics does (F and wF 0) unless --skip-empty-gt. Each case is counted on stderr.\n\n"
+            "protocols (libs/evaluation/protocol.py gives each convention's source):\n"
+            "  frames  every annotated frame counts once; bilinear resizing; PySODMetrics definitions\n"
+            "  davsod  DAVSOD's EvaluateTool/main.m: each video's first and last annotated frame\n"
+            "          skipped, scores averaged per video then over videos (max F from the mean\n"
+            "          F curve), MATLAB imresize bicubic, MATLAB metric definitions\n"
+            "--average, --skip-first-last, --resize and --definitions override the protocol's."
         ),
     )
     parser.add_argument(
@@ -111,6 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-empty-gt", action="store_true",
         help="leave out (and count) frames whose label is all black instead of scoring them",
     )
+    parser.add_argument(
+        "--protocol", choices=list(PROTOCOLS), default="frames",
+        help="evaluation conventions: frames (default) or davsod (DAVSOD's MATLAB main.m)",
+    )
+    parser.add_argument(
+        "--average", choices=AVERAGES,
+        help="average every frame of a dataset once (frames) or per video, then over videos (videos)",
+    )
+    parser.add_argument(
+        "--skip-first-last", action=argparse.BooleanOptionalAction, default=None,
+        help="leave out each video's first and last annotated frame (DAVSOD main.m:82)",
+    )
+    parser.add_argument(
+        "--resize", choices=RESIZES,
+        help="how a map sized unlike its label is resized: bilinear or MATLAB's imresize bicubic",
+    )
+    parser.add_argument(
+        "--definitions", choices=DEFINITIONS,
+        help="metric definitions: PySODMetrics' or DAVSOD's MATLAB files' (S, F, MAE)",
+    )
     return parser
 
 
@@ -137,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     pairs = _pairs(parser, args.dataset, args.split)
 
     def run() -> int:
+        protocol = make_protocol(
+            args.protocol, average=args.average, skip_first_last=args.skip_first_last,
+            resize=args.resize, definitions=args.definitions,
+        )
         config = load_dataset_config(args.dataset_config)
         names = method_names(args.results)
         keys = dataset_keys(pairs)
@@ -156,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 skip_empty_gt=args.skip_empty_gt,
                 progress=True,
                 desc=f"{name} {key}",
+                protocol=protocol,
             )
-        print(markdown_table(table, per_video=args.per_video))
+        print(markdown_table(table, per_video=args.per_video, caption=True))
         for key, name, _ in plan:
             result = table[name][key]
             where, labelled = f"{result['dataset']}/{result['split']}", result["counts"]["labelled"]

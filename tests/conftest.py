@@ -118,3 +118,18 @@ def assert_one_line_error(main, argv: list[str], capsys, message: str) -> None:
     assert status == 2, (argv, err)
     assert message in err and "Traceback" not in err, (argv, err)
     assert len(err.strip().splitlines()) == 1, (argv, err)
+
+
+DAVIS_SAMPLE = Path(
+    os.environ.get("RCRNET_DAVIS_SAMPLE", ROOT.parent / "shared" / "data" / "DAVIS2016-sample")
+)
+DAVIS_SAMPLE_VIDEOS = {"car-shadow": 40, "libby": 49, "motocross-jump": 40}
+
+
+@pytest.fixture(scope="session")
+def davis_sample() -> Path:
+    """The three real DAVIS 2016 validation videos of ../shared/data/DAVIS2016-sample (read in
+    place, never copied); a missing folder is an error, not a skip."""
+    if not (DAVIS_SAMPLE / "Annotations" / "480p" / "libby").is_dir():
+        pytest.fail(f"DAVIS 2016 sample not found at {DAVIS_SAMPLE} (set RCRNET_DAVIS_SAMPLE)")
+    return DAVIS_SAMPLE

@@ -312,7 +312,9 @@ def test_repository_config():
     assert sorted(vos.videos("train") + vos.videos("val") + vos.videos("test")) == sorted(
         vos.videos("easy") + vos.videos("normal"))
     seg = config["SegTrackv2"]
-    assert (seg.image_ext, seg.label_ext) == (".png", ".png") and len(seg.videos("trainval")) == 7
+    assert (seg.image_ext, seg.label_ext) == (".png", ".png") and len(seg.videos("trainval")) == 13
+    assert "penguin" not in seg.videos("trainval") and len(seg.videos("release7")) == 7
+    assert set(seg.videos("release7")) < set(seg.videos("trainval"))
 
 
 def test_davsod_and_visal_layouts(tmp_path):

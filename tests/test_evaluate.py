@@ -139,7 +139,7 @@ def test_numbers_equal_direct_pysodmetrics(tree):
         _assert_equal(result, _direct(_pairs(tree, method)))
         assert result["counts"] == {
             "labelled": 5, "missing": 0, "extra": 2, "resized": 0, "converted": 0, "gt_converted": 0,
-            "empty_gt": 0,
+            "empty_gt": 0, "edge_skipped": 0, "empty_videos": 0,
         }
     _assert_equal(_evaluate(tree, "noisy", "Img", "test"), _direct(_pairs(tree, "noisy", "Img")))
 
@@ -288,7 +288,9 @@ def test_cli_outputs(tree, capsys):
     captured = capsys.readouterr()
     table = captured.out.strip().splitlines()
     assert table[0].startswith("| dataset | split | method | video | frames | max F | S | MAE | mean F")
-    assert len(table) == 2 + 2 * (1 + 2) + 2  # header, Vid x 2 methods with 2 videos, Img x 2 methods
+    assert len(table) == 2 + 2 * (1 + 2) + 2 + 2  # header, Vid x 2 methods with 2 videos, Img x 2, caption
+    assert table[-2:] == ["", "protocol: frames (average over frames; all frames; resize bilinear; "
+                          "definitions pysodmetrics)"]
     assert "good on Vid/val: 5 of 5 labelled frame(s) scored" in captured.err
 
     scores = json.loads((out / "s.json").read_text())
@@ -296,10 +298,11 @@ def test_cli_outputs(tree, capsys):
     for method in METHODS:
         assert list(scores[method]) == ["Vid", "Img"]
         entry = scores[method]["Vid"]
-        assert set(entry) == set(JSON_KEYS) | {"videos"}
+        assert set(entry) == set(JSON_KEYS) | {"videos", "protocol"}
+        assert entry["protocol"]["name"] == "frames" and entry["protocol"]["average"] == "frames"
         assert set(entry["videos"]) == {"a", "b"}
         assert {k: entry[k] for k in JSON_KEYS} == _direct(_pairs(tree, method))
-        assert set(scores[method]["Img"]) == set(JSON_KEYS) | {"videos"}
+        assert set(scores[method]["Img"]) == set(JSON_KEYS) | {"videos", "protocol"}
 
     with (out / "s.csv").open() as handle:
         rows = list(csv.DictReader(handle))

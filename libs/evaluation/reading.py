@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import EvaluationError
+from .matlab import imresize as matlab_imresize
 
 
 def _open(path: Path, what: str) -> Image.Image:
@@ -31,18 +32,24 @@ def _grey8(image: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(image.convert("L")), True
 
 
-def read_prediction(path: str | Path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, bool, bool]:
-    """A saliency map as uint8 HxW grey, resized bilinearly to `size` (H, W) if it differs.
+def read_prediction(
+    path: str | Path, size: tuple[int, int] | None = None, resize: str = "bilinear"
+) -> tuple[np.ndarray, bool, bool]:
+    """A saliency map as uint8 HxW grey, resized to `size` (H, W) if it differs.
 
-    Colour, palette, alpha and 16-bit maps are converted to 8-bit grey (luma, ITU-R 601).
-    Returns (map, converted, resized).
+    `resize` is "bilinear" (Pillow) or "bicubic-matlab" (MATLAB's imresize, as DAVSOD's
+    main.m:101 does). Colour, palette, alpha and 16-bit maps are converted to 8-bit grey
+    (luma, ITU-R 601). Returns (map, converted, resized).
     """
     image = _open(Path(path), "prediction")
     pred, converted = _grey8(image)
     resized = size is not None and pred.shape != tuple(size)
     if resized:
         height, width = size
-        pred = np.asarray(Image.fromarray(pred).resize((width, height), Image.BILINEAR))
+        if resize == "bicubic-matlab":
+            pred = matlab_imresize(pred, (height, width))
+        else:
+            pred = np.asarray(Image.fromarray(pred).resize((width, height), Image.BILINEAR))
     return np.ascontiguousarray(pred), converted, resized
 
 

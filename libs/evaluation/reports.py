@@ -11,6 +11,7 @@ import numpy as np
 
 from .errors import EvaluationError
 from .metrics import METRIC_NAMES, PAPER_METRICS
+from .protocol import Protocol
 
 # Scalars in tables: the paper's metrics first, then the rest.
 TABLE_METRICS: tuple[str, ...] = PAPER_METRICS + tuple(m for m in METRIC_NAMES if m not in PAPER_METRICS)
@@ -62,8 +63,11 @@ def _rows(table: dict[str, dict[str, dict]], per_video: bool) -> list[tuple[str,
     return rows
 
 
-def markdown_table(table: dict[str, dict[str, dict]], per_video: bool = False) -> str:
-    """A Markdown table of `{method: {dataset key: result}}`, the paper's metrics first."""
+def markdown_table(table: dict[str, dict[str, dict]], per_video: bool = False, caption: bool = False) -> str:
+    """A Markdown table of `{method: {dataset key: result}}`, the paper's metrics first.
+
+    With `caption`, a line after the table names the protocol(s) of the results.
+    """
     metrics = [m for m in TABLE_METRICS if any(m in r for d in table.values() for r in d.values())]
     header = ["dataset", "split", "method"] + (["video"] if per_video else []) + ["frames"]
     header += [_HEADERS[m] for m in metrics]
@@ -72,6 +76,9 @@ def markdown_table(table: dict[str, dict[str, dict]], per_video: bool = False) -
         cells = [dataset, split, method] + ([video or "(all)"] if per_video else []) + [str(scores["frames"])]
         cells += [_fmt(scores.get(m)) for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
+    if caption:
+        protocols = {Protocol(**r["protocol"]) for d in table.values() for r in d.values() if "protocol" in r}
+        lines += ["", *sorted(p.caption() for p in protocols)]
     return "\n".join(lines)
 
 
@@ -85,12 +92,15 @@ def _prepare(path: str | Path, flag: str) -> Path:
 
 
 def write_json(table: dict[str, dict[str, dict]], path: str | Path, per_video: bool = False) -> Path:
-    """Write `{method: {dataset key: {metric: value, ..., "frames": n}}}` (plus "videos" if per_video)."""
+    """Write `{method: {dataset key: {metric: value, ..., "frames": n, "protocol": {...}}}}`
+    (plus "videos" if per_video); "protocol" names the conventions behind the numbers."""
     out: dict = {}
     for method, by_dataset in table.items():
         out[method] = {}
         for key, result in by_dataset.items():
             entry = {k: result[k] for k in JSON_KEYS if k in result}
+            if "protocol" in result:
+                entry["protocol"] = result["protocol"]
             if per_video:
                 videos = result["videos"].items()
                 entry["videos"] = {v: {k: s[k] for k in JSON_KEYS if k in s} for v, s in videos}

@@ -2,7 +2,10 @@
 
 Each prediction is read as 8-bit grey, resized to its label's size when they differ, and
 scored with `SaliencyMetrics` (PySODMetrics); worker results are merged in frame order,
-so any number of workers gives the same numbers. Every departure from the clean case
+so any number of workers gives the same numbers. A `Protocol` (`libs.evaluation.protocol`)
+picks the frames scored, the averaging (over frames or per video), the resizing and the
+metric definitions; the default, "frames", is the behaviour described here. Every
+departure from the clean case
 (missing or extra files, resized or converted maps, converted or all-black labels) is
 counted and reported.
 """
@@ -23,11 +26,13 @@ from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
 from .errors import EvaluationError
 from .metrics import METRIC_NAMES, SaliencyMetrics
 from .pairing import EXAMPLES, Pairing, pair_results
+from .protocol import PROTOCOLS, Protocol, average_videos, make_metrics, select_frames
 from .reading import read_ground_truth, read_prediction
 
 # What `evaluate_pairing` counts; see `describe_counts` for the meaning of each.
 COUNT_KEYS: tuple[str, ...] = (
     "labelled", "missing", "extra", "resized", "converted", "gt_converted", "empty_gt",
+    "edge_skipped", "empty_videos",
 )
 _MAX_CHUNK = 32  # frames per worker task
 
@@ -39,6 +44,7 @@ class _Task:
     frames: list[tuple[str, str, str]]  # (key, ground-truth path, prediction path)
     metrics: tuple[str, ...]
     skip_empty_gt: bool
+    protocol: Protocol
 
 
 @dataclass
@@ -52,7 +58,7 @@ class _Outcome:
 
 def _evaluate_chunk(task: _Task) -> _Outcome:
     """Score a few consecutive frames of one video (runs in a worker process)."""
-    metrics = SaliencyMetrics(task.metrics)
+    metrics = make_metrics(task.protocol, task.metrics)
     counts: Counter = Counter()
     examples: dict[str, list[str]] = {}
 
@@ -63,7 +69,7 @@ def _evaluate_chunk(task: _Task) -> _Outcome:
 
     for key, gt_path, pred_path in task.frames:
         gt, gt_converted = read_ground_truth(gt_path)
-        pred, converted, resized = read_prediction(pred_path, gt.shape)
+        pred, converted, resized = read_prediction(pred_path, gt.shape, task.protocol.resize)
         if gt_converted:
             note("gt_converted", key)
         if converted:
@@ -87,9 +93,16 @@ def _scalars(metrics: SaliencyMetrics) -> dict:
     return results
 
 
-def _tasks(pairing: Pairing, metrics: tuple[str, ...], workers: int, skip_empty_gt: bool) -> list[_Task]:
-    """Chunks of at most _MAX_CHUNK consecutive frames, never spanning two videos."""
+def _tasks(
+    pairing: Pairing, metrics: tuple[str, ...], workers: int, skip_empty_gt: bool, protocol: Protocol
+) -> tuple[list[_Task], list[str]]:
+    """Chunks of at most _MAX_CHUNK consecutive frames, never spanning two videos, and the keys
+    the protocol's frame selection leaves out (video datasets only)."""
     present = [f for f in pairing.frames if f.key in pairing.predictions]
+    skip = protocol.skip_first_last and pairing.is_video
+    _, skipped = select_frames([(f.video, f.key) for f in pairing.frames], skip)
+    left_out = set(skipped)
+    present = [f for f in present if f.key not in left_out]
     size = max(1, min(_MAX_CHUNK, math.ceil(len(present) / (4 * max(1, workers)))))
     tasks: list[_Task] = []
     for frame in present:
@@ -97,8 +110,8 @@ def _tasks(pairing: Pairing, metrics: tuple[str, ...], workers: int, skip_empty_
         if tasks and tasks[-1].video == frame.video and len(tasks[-1].frames) < size:
             tasks[-1].frames.append(entry)
         else:
-            tasks.append(_Task(frame.video, [entry], metrics, skip_empty_gt))
-    return tasks
+            tasks.append(_Task(frame.video, [entry], metrics, skip_empty_gt, protocol))
+    return tasks, skipped
 
 
 def evaluate_pairing(
@@ -110,8 +123,9 @@ def evaluate_pairing(
     metrics: Iterable[str] = METRIC_NAMES,
     progress: bool = False,
     desc: str | None = None,
+    protocol: Protocol = PROTOCOLS["frames"],
 ) -> dict:
-    """Score the paired maps; see `evaluate_results` for the returned dict.
+    """Score the paired maps under `protocol`; see `evaluate_results` for the returned dict.
 
     Frames are split into chunks scored by `workers` processes; chunk results are merged
     in frame order, so the numbers equal those of one sequential pass.
@@ -119,11 +133,12 @@ def evaluate_pairing(
     if workers < 1:
         raise EvaluationError(f"workers must be at least 1, got {workers} (-j)")
     names = SaliencyMetrics(metrics).metrics
-    tasks = _tasks(pairing, names, workers, skip_empty_gt)
-    overall = SaliencyMetrics(names)
+    tasks, skipped = _tasks(pairing, names, workers, skip_empty_gt, protocol)
+    by_videos = protocol.average == "videos" and pairing.is_video
+    overall = make_metrics(protocol, names)
     videos: dict[str, SaliencyMetrics] = {}
-    if per_video and pairing.is_video:
-        videos = {f.video: SaliencyMetrics(names) for f in pairing.frames}
+    if (per_video or by_videos) and pairing.is_video:
+        videos = {f.video: make_metrics(protocol, names) for f in pairing.frames}
     counts: Counter = Counter({k: 0 for k in COUNT_KEYS})
     examples: dict[str, list[str]] = {}
     missing = pairing.missing
@@ -132,6 +147,8 @@ def evaluate_pairing(
     counts["extra"] = pairing.extra
     examples["missing"] = missing[:EXAMPLES]
     examples["extra"] = list(pairing.extra_examples)
+    counts["edge_skipped"] = len(skipped)
+    examples["edge_skipped"] = skipped[:EXAMPLES]
     processes = min(workers, len(tasks))
     # The pool is started before the progress bar so no tqdm thread exists when it forks.
     pool = multiprocessing.get_context().Pool(processes) if processes > 1 else None
@@ -149,15 +166,24 @@ def evaluate_pairing(
                     kept += keys[: EXAMPLES - len(kept)]
                 bar.update(outcome.frames)
     result = _scalars(overall)
+    curves = overall.get_results()["curves"] if len(overall) else {}
+    empty = [v for v, m in videos.items() if len(m) == 0]
+    counts["empty_videos"] = len(empty)
+    examples["empty_videos"] = empty[:EXAMPLES]
+    if by_videos and len(overall):
+        averaged = average_videos([m.get_results() for m in videos.values() if len(m)], names)
+        curves = averaged.pop("curves")
+        result = averaged
     result.update(
         dataset=pairing.dataset,
         split=pairing.split,
         results_dir=str(pairing.results_dir),
         skip_empty_gt=skip_empty_gt,
+        protocol=protocol.describe(),
         counts={k: counts[k] for k in COUNT_KEYS},
         examples={k: v for k, v in examples.items() if v},
-        curves=overall.get_results()["curves"] if len(overall) else {},
-        videos={v: _scalars(m) for v, m in videos.items()},
+        curves=curves,
+        videos={v: _scalars(m) for v, m in videos.items()} if per_video else {},
     )
     return result
 
@@ -175,11 +201,13 @@ def evaluate_results(
     skip_empty_gt: bool = False,
     metrics: Iterable[str] = METRIC_NAMES,
     progress: bool = False,
+    protocol: Protocol = PROTOCOLS["frames"],
 ) -> dict:
     """Evaluate the maps in `<results_dir>/<dataset>` on the annotated frames of `split`.
 
     Returns a dict with the scalars of `metrics` (floats; None when no frame was scored),
     "frames" (frames scored), "dataset", "split", "results_dir", "skip_empty_gt",
+    "protocol" (`Protocol.describe()`: the conventions that produced the numbers),
     "counts" ({case: count} for COUNT_KEYS), "examples" ({case: first keys}), "curves"
     (`SaliencyMetrics.get_results()["curves"]`) and "videos" ({video: scalars and
     "frames"}, filled when `per_video` and the dataset is a video dataset).
@@ -195,6 +223,7 @@ def evaluate_results(
         metrics=metrics,
         progress=progress,
         desc=f"{Path(results_dir).name} {dataset}/{split}",
+        protocol=protocol,
     )
 
 
@@ -214,8 +243,20 @@ def describe_counts(result: dict) -> list[str]:
     if counts["extra"]:
         lines.append(f"{counts['extra']} extra file(s) matching no ground-truth frame: ignored{eg('extra')}")
     if counts["resized"]:
+        matlab = result.get("protocol", {}).get("resize") == "bicubic-matlab"
+        how = "bicubic as MATLAB's imresize" if matlab else "bilinearly"
         lines.append(
-            f"{counts['resized']} map(s) sized unlike their ground truth: resized bilinearly{eg('resized')}"
+            f"{counts['resized']} map(s) sized unlike their ground truth: resized {how}{eg('resized')}"
+        )
+    if counts.get("edge_skipped"):
+        lines.append(
+            f"{counts['edge_skipped']} first/last annotated frame(s) of the videos left out "
+            f"(--skip-first-last){eg('edge_skipped')}"
+        )
+    if counts.get("empty_videos"):
+        lines.append(
+            f"{counts['empty_videos']} video(s) without a scored frame: left out of the averages"
+            f"{eg('empty_videos')}"
         )
     if counts["converted"]:
         lines.append(
