@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .config import DEFAULT_CONFIG, DatasetConfigError, DatasetSpec, get_spec, load_dataset_config
+from .reading import open_image
 
 PROG = "python -m libs.datasets.prepare"
 
@@ -164,18 +165,9 @@ def _place(src: Path, dst: Path, copy: bool) -> None:
         shutil.copy2(src, dst)
 
 
-def _read(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise PrepareError(f"{path}: expected a readable image ({err})") from None
-
-
 def _foreground(path: Path) -> np.ndarray:
     """A mask file as a boolean foreground: every non-zero value (any channel) is foreground."""
-    array = np.asarray(_read(path))
+    array = np.asarray(open_image(path))
     return array.any(axis=2) if array.ndim == 3 else array != 0
 
 
@@ -192,13 +184,13 @@ def _frame(src: Path, dst: Path, copy: bool) -> None:
     if src.suffix.lower() == dst.suffix.lower():
         _place(src, dst, copy)
     else:
-        _write_png(_read(src).convert("RGB"), dst)
+        _write_png(open_image(src).convert("RGB"), dst)
 
 
 def _mask(sources: list[Path], dst: Path, copy: bool) -> None:
     """One 0/255 mask from one or several object masks (their union); a single 0/255 PNG is linked."""
     if len(sources) == 1 and sources[0].suffix.lower() == ".png":
-        array = np.asarray(_read(sources[0]))
+        array = np.asarray(open_image(sources[0]))
         if array.ndim == 2 and set(np.unique(array)) <= {0, 255}:
             _place(sources[0], dst, copy)
             return

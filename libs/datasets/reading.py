@@ -24,15 +24,18 @@ _GREY_MODES = frozenset({"L", "1"})
 _warned: set[str] = set()
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def open_image(path: str | Path, what: str = "image") -> Image.Image:
+    """The decoded image at `path`, its file closed; a missing file is a DatasetFileError and an
+    unreadable one a DatasetReadError, each naming `what` and the path."""
+    path = Path(path)
     if not path.is_file():
         raise DatasetFileError(f"{what} not found: {path}")
     try:
-        image = Image.open(path)
-        image.load()
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetReadError(f"cannot read {what} {path}: {err}") from None
-    return image
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -50,7 +53,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def read_image(path: str | Path) -> tv_tensors.Image:
     """An RGB frame as a uint8 tensor [3, H, W]."""
-    image = _open(Path(path), "image")
+    image = open_image(path, "image")
     try:
         array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as err:
@@ -66,7 +69,7 @@ def read_label(path: str | Path, dataset: str = "") -> SoftMask:
     with a warning, since a colour or palette mask may not mean what was intended.
     """
     path = Path(path)
-    label = _open(path, "label")
+    label = open_image(path, "label")
     if label.mode not in _GREY_MODES:
         key = dataset or str(path.parent)
         if key not in _warned:

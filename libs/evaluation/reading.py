@@ -4,20 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from libs.datasets.config import DatasetConfigError
+from libs.datasets.reading import open_image
 
 from .errors import EvaluationError
 from .matlab import imresize as matlab_imresize
 
 
 def _open(path: Path, what: str) -> Image.Image:
-    """The decoded image, its file closed; an unreadable file is an EvaluationError naming it."""
+    """The decoded image, its file closed; a missing or unreadable file is an EvaluationError naming it."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise EvaluationError(f"cannot read {what} {path}: {err}") from None
+        return open_image(path, what)
+    except DatasetConfigError as err:
+        raise EvaluationError(str(err)) from None
 
 
 def _grey8(image: Image.Image) -> tuple[np.ndarray, bool]:
