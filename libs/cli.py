@@ -141,6 +141,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
                             "random states from FILE (default <save-folder>/<prefix>_resume.pth)")
     group.add_argument("--plot", action="store_true",
                        help="draw the training curves to <save-folder>/<prefix>_log.png after every epoch")
+    group.add_argument("--weights-format", choices=("pth", "safetensors"), default="pth",
+                       help="format of the best and backup weights files (the resume file stays .pth)")
     return group
 
 
@@ -204,6 +206,7 @@ def train_config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainC
         "eval_first": args.eval_first,
         "resume": args.resume,
         "plot": args.plot,
+        "weights_format": args.weights_format,
     }
     values.update(overrides)
     return TrainConfig(**values)

@@ -27,7 +27,6 @@ from pathlib import Path
 from torch import nn
 from torch.utils.data import Dataset
 
-from flownet2.checkpoint import load_flownet2_checkpoint
 from libs.datasets import DatasetConfigError, get_datasets, get_transforms, use_pseudo_labels
 from libs.datasets.splits import (
     IMAGE_TRAIN_SETS,
@@ -44,6 +43,7 @@ from libs.networks.weights import (
     init_fgplg,
     init_video_from_image,
     load_fgplg,
+    load_flownet2,
     load_weights,
     read_state_dict,
 )
@@ -234,7 +234,7 @@ def _build_fgplg(options: RecipeOptions, checkpoint: str | Path | None,
             flownet_file = _flownet_file(options)
             if flownet_file is None:
                 return model, said + "; FlowNet2 left with random weights (--flownet-checkpoint none)"
-            load_flownet2_checkpoint(model.flownet, flownet_file)
+            load_flownet2(model.flownet, flownet_file)
             said += f"; FlowNet2 from {flownet_file}"
         return model, said
     path = _checkpoint_file(checkpoint, RECIPES["fgplg"])

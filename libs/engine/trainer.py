@@ -56,14 +56,17 @@ from .tasks import StepOutput, Task
 RESUME_FORMAT = "rcrnet-resume-1"
 
 
-def best_model_path(save_folder: str | Path, prefix: str) -> Path:
-    """`<save-folder>/<prefix>_current_best_model.pth` (the release's name)."""
-    return Path(save_folder) / f"{prefix}_current_best_model.pth"
+WEIGHTS_FORMATS = ("pth", "safetensors")
 
 
-def backup_path(save_folder: str | Path, prefix: str, epoch: int) -> Path:
-    """`<save-folder>/<prefix>_epoch-N.pth` (the release's name)."""
-    return Path(save_folder) / f"{prefix}_epoch-{epoch}.pth"
+def best_model_path(save_folder: str | Path, prefix: str, weights_format: str = "pth") -> Path:
+    """`<save-folder>/<prefix>_current_best_model.pth` (the release's name; `.safetensors` if asked)."""
+    return Path(save_folder) / f"{prefix}_current_best_model.{weights_format}"
+
+
+def backup_path(save_folder: str | Path, prefix: str, epoch: int, weights_format: str = "pth") -> Path:
+    """`<save-folder>/<prefix>_epoch-N.pth` (the release's name; `.safetensors` if asked)."""
+    return Path(save_folder) / f"{prefix}_epoch-{epoch}.{weights_format}"
 
 
 def resume_path(save_folder: str | Path, prefix: str) -> Path:
@@ -77,6 +80,8 @@ class TrainConfig:
 
     `resume`: a resume file, or "auto" for `<save-folder>/<prefix>_resume.pth`.
     `steps_per_epoch`: cap on training batches per epoch (None: the whole set).
+    `weights_format`: "pth" or "safetensors", the format of the best and backup weights (the
+    resume file is always `.pth`: it holds the optimizer's state and random states too).
     """
 
     save_folder: Path
@@ -93,8 +98,12 @@ class TrainConfig:
     val_batch_size: int | None = None
     progress: bool = True
     tensorboard: bool = True
+    weights_format: str = "pth"
 
     def check(self) -> None:
+        if self.weights_format not in WEIGHTS_FORMATS:
+            raise UserError(f"--weights-format must be one of {', '.join(WEIGHTS_FORMATS)}, "
+                            f"got {self.weights_format!r}")
         if self.epochs < 0:
             raise UserError(f"--epochs must be >= 0, got {self.epochs}")
         if self.start_epoch < 0:
@@ -369,7 +378,7 @@ class Trainer:
         if score > self.best_score:
             self.best_score, self.best_epoch = float(score), epoch
             if self.runtime.is_main:
-                path = best_model_path(self.save_folder, self.task.prefix)
+                path = best_model_path(self.save_folder, self.task.prefix, self.config.weights_format)
                 self._save_weights(path)
                 self.runtime.print(f"saved the best model so far ({self.task.score_name} {score:.4f}) "
                                    f"to {path}")
@@ -397,7 +406,7 @@ class Trainer:
                 if self.val_set is not None:
                     self._validate_and_keep_best(epoch)
                 if rt.is_main and epoch % cfg.backup_epochs == 0:
-                    path = backup_path(self.save_folder, self.task.prefix, epoch)
+                    path = backup_path(self.save_folder, self.task.prefix, epoch, cfg.weights_format)
                     self._save_weights(path)
                 self.save_resume(epoch)
                 if rt.is_main and cfg.plot:

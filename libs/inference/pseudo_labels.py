@@ -31,14 +31,13 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from flownet2.checkpoint import load_flownet2_checkpoint
 from flownet2.resample2d import resample2d
 from libs.datasets import DatasetConfigError, get_datasets, get_transforms
 from libs.datasets.splits import PSEUDO_LABEL_SETS, DatasetSplits, names_and_splits
 from libs.datasets.video_dataset import VideoClipDataset
 from libs.networks.fgplg import FGPLG, unnormalise
 from libs.networks.flow import FlowEstimator, build_flow_estimator
-from libs.networks.weights import load_fgplg
+from libs.networks.weights import load_fgplg, load_flownet2
 from libs.runtime.errors import UserError
 from libs.runtime.files import write_atomic
 from libs.runtime.precision import describe, resolve_precision
@@ -353,7 +352,7 @@ def build_predictor(options: PseudoLabelOptions, device: torch.device) -> tuple[
         if options.flow == "flownet2":
             if not options.flownet_checkpoint:
                 raise UserError("flow warping with flownet2 needs NVIDIA's weights (--flownet-checkpoint)")
-            load_flownet2_checkpoint(estimator, options.flownet_checkpoint)
+            load_flownet2(estimator, options.flownet_checkpoint)
         return warp_predictor(estimator.to(device).eval()), f"flow warping ({options.flow})"
     model = load_generator(options.checkpoint, options.flow, options.output_stride, options.rgb_max,
                            options.fp16, options.force_flow, options.flownet_checkpoint)

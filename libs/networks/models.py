@@ -87,18 +87,18 @@ class VideoModel(nn.Module):
         All B*T frames go through the spatial extractor and the classifier as one batch: the same
         result as frame by frame whenever BatchNorm uses running statistics (eval, or `freeze_bn`).
         """
-        batch, length = clip.shape[:2]
+        batch, length = clip.shape[0], clip.shape[1]
         size = clip.shape[3:]
         features = self.backbone.spatial_features(clip.flatten(0, 1))
         enhanced = self.enhance(self._to_time_major(features.aspp, batch, length))
         deep = enhanced.transpose(1, 2).flatten(0, 1)
         logits = self.backbone.classify_pixels(features, deep, size)
-        return logits.unflatten(0, (batch, length))
+        return logits.view(batch, length, *logits.shape[1:])
 
     @staticmethod
     def _to_time_major(x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
         """[B*T, C, h, w] -> [B, C, T, h, w]."""
-        return x.unflatten(0, (batch, length)).transpose(1, 2)
+        return x.view(batch, length, *x.shape[1:]).transpose(1, 2)
 
     def enhance(self, feats: torch.Tensor) -> torch.Tensor:
         """Non-locally enhanced recurrent module over ASPP features [B, 256, T, h, w] (same shape out)."""
@@ -117,5 +117,6 @@ class VideoModel(nn.Module):
             backward_states.append(hidden)
         backward_states.reverse()
         both = torch.cat((torch.cat(forward_states), torch.cat(backward_states)), dim=1)  # [T*B, 512, h, w]
-        fused = torch.tanh(self.bidirection_conv(both)).unflatten(0, (length, -1))  # [T, B, 256, h, w]
+        fused = torch.tanh(self.bidirection_conv(both))
+        fused = fused.view(length, -1, *fused.shape[1:])  # [T, B, 256, h, w]
         return self.non_local_block2(fused.permute(1, 2, 0, 3, 4))

@@ -11,20 +11,30 @@ mismatch; the model is then left untouched.
 
 Each loader takes `Weights`: a path, or a state dict already read with `read_state_dict`, so
 that a caller which must look at a file's keys first (`checkpoint_kind`) reads it only once.
+
+Besides PyTorch's pickle-based files, every reader and `save_weights` take safetensors files
+(https://huggingface.co/docs/safetensors: a JSON header and raw tensor bytes, no pickle,
+memory-mapped), recognised by their `.safetensors` suffix or their header. safetensors does
+not keep the order of the keys, so the files this project writes record it in their metadata
+(`key_order`) and reading restores it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import safetensors.torch
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
-from flownet2.checkpoint import check_fits, load_flownet2_checkpoint
+from flownet2.checkpoint import check_fits, read_flownet2_state_dict
 from libs.runtime.errors import UserError, first_line
-from libs.runtime.files import FileReadError, read_torch_file, save_torch
+from libs.runtime.files import FileReadError, read_torch_file, save_torch, write_atomic
 
 from .fgplg import FGPLG
 from .models import ImageModel, VideoModel
@@ -42,21 +52,83 @@ WRAPPER_KEYS = ("state_dict", "model")
 NER_PREFIXES = ("non_local_block", "convgru_forward", "convgru_backward", "bidirection_conv")
 STEM_KEY = "backbone.resnet.conv1.weight"
 FGPLG_STEM_CHANNELS = 7
+SAFETENSORS_SUFFIX = ".safetensors"
+KEY_ORDER = "key_order"
+# a safetensors file starts with its header's length (8 bytes, little-endian) and the header's "{"
+SAFETENSORS_HEADER_START = 8
+MAX_SAFETENSORS_HEADER = 100_000_000
 
 
 class CheckpointError(UserError, FlowNetCheckpointError):
     """A checkpoint file cannot be read, or its tensors do not fit the model."""
 
 
+def is_safetensors(path: PathLike) -> bool:
+    """Whether `path` names a safetensors file: its suffix is `.safetensors`, or it starts like one."""
+    path = Path(path)
+    if path.suffix == SAFETENSORS_SUFFIX:
+        return True
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SAFETENSORS_HEADER_START + 1)
+    except OSError:
+        return False
+    if len(head) <= SAFETENSORS_HEADER_START:
+        return False
+    size = int.from_bytes(head[:SAFETENSORS_HEADER_START], "little")
+    return 1 < size <= MAX_SAFETENSORS_HEADER and head[SAFETENSORS_HEADER_START:] == b"{"
+
+
+def read_safetensors_metadata(path: PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file's header (empty if it has none)."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises its own error type, and OSError
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid safetensors file "
+                              f"({first_line(exc)})") from None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: {'not a file' if path.exists() else 'no such file'}")
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, in the order its `key_order` metadata records, if any."""
+    _check_file(path)
+    try:
+        tensors = safetensors.torch.load_file(os.fspath(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type, and OSError
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid safetensors file "
+                              f"({first_line(exc)})") from None
+    order = read_safetensors_metadata(path).get(KEY_ORDER)
+    if order is None:
+        return tensors
+    try:
+        names = json.loads(order)
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or sorted(map(str, names)) != sorted(tensors):
+        raise CheckpointError(f"checkpoint {path}: its {KEY_ORDER!r} metadata does not list its tensors")
+    return {name: tensors[name] for name in names}
+
+
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     """The state dict stored at `path`, on the CPU, with wrappers and `module.` prefixes removed.
 
-    Accepts a plain state dict or a dict holding one under `state_dict` or `model`.
+    Accepts a safetensors file, or a `torch.save` file holding a plain state dict or a dict
+    holding one under `state_dict` or `model`.
     """
-    try:
-        obj = read_torch_file(path, "checkpoint")
-    except FileReadError as error:
-        raise CheckpointError(str(error)) from None
+    if is_safetensors(path):
+        obj: object = _read_safetensors(Path(path))
+    else:
+        try:
+            obj = read_torch_file(path, "checkpoint")
+        except FileReadError as error:
+            raise CheckpointError(str(error)) from None
     if isinstance(obj, Mapping):
         for wrapper in WRAPPER_KEYS:
             if isinstance(obj.get(wrapper), Mapping):
@@ -233,7 +305,7 @@ def load_fgplg(model: FGPLG, weights: Weights, *, force_flow: bool = False,
         raise CheckpointError(f"{source} holds no FlowNet2 weights (trained with 'dis'); pass "
                               "--flownet-checkpoint to run it with flownet2")
     _load_backbone(model, state_dict, source)
-    load_flownet2_checkpoint(model.flownet, flownet_checkpoint)
+    load_flownet2(model.flownet, flownet_checkpoint)
     return trained
 
 
@@ -264,7 +336,7 @@ def init_fgplg(model: FGPLG, image_weights: Weights, flownet_checkpoint: PathLik
         )
     _load_backbone(model, kept, source)
     if model.flow_name == "flownet2":
-        load_flownet2_checkpoint(model.flownet, flownet_checkpoint)
+        load_flownet2(model.flownet, flownet_checkpoint)
 
 
 def model_from_checkpoint(path: PathLike, output_stride: int = 16) -> tuple[nn.Module, str]:
@@ -282,8 +354,98 @@ def model_from_checkpoint(path: PathLike, output_stride: int = 16) -> tuple[nn.M
     return model, kind
 
 
-def save_weights(obj: nn.Module | Mapping[str, object], path: PathLike) -> None:
-    """Save a module's state dict (or any state dict / resume dict) to `path` atomically."""
+def load_flownet2(model: nn.Module, weights: Weights) -> None:
+    """Load FlowNet 2.0 weights into `model` (a `FlowNet2`) strictly: NVIDIA's
+    `FlowNet2_checkpoint.pth.tar` as it is, a bare state dict, or a safetensors file.
+
+    flownet2/ imports only torch, so its own loader reads `torch.save` files only; safetensors
+    files are read here and handed over as a state dict.
+    """
+    if isinstance(weights, Mapping):
+        state_dict, source = weights, "state dict"
+    elif is_safetensors(weights):
+        state_dict, source = read_state_dict(weights), f"FlowNet2 checkpoint {weights}"
+    else:
+        try:
+            state_dict = read_flownet2_state_dict(weights)
+        except FlowNetCheckpointError as error:
+            raise CheckpointError(str(error)) from None
+        source = f"FlowNet2 checkpoint {weights}"
+    load_state_dict_strict(model, state_dict, source=source)
+
+
+def weights_metadata(state_dict: Mapping[str, torch.Tensor], output_stride: int | None = None,
+                     source: PathLike | None = None) -> dict[str, str]:
+    """What a safetensors file of `state_dict` records about it: the model kind (`checkpoint_kind`,
+    or "flownet2"), the stem's input channels, FGPLG's flow estimator, the output stride if known,
+    and, for a converted file, the source's name and SHA-256."""
+    kind = checkpoint_kind(state_dict)
+    if kind == "unknown" and "flownetc.conv1.0.weight" in state_dict:
+        kind = "flownet2"
+    metadata = {"format": "pt", "kind": kind}
+    stem = state_dict.get(STEM_KEY)
+    if stem is not None and stem.dim() == 4:
+        metadata["input_channels"] = str(stem.shape[1])
+    if kind == "fgplg":
+        metadata["flow"] = checkpoint_flow(state_dict)
+    if output_stride is not None:
+        metadata["output_stride"] = str(output_stride)
+    if source is not None:
+        metadata["source_file"] = Path(source).name
+        metadata["source_sha256"] = sha256_of(source)
+    return metadata
+
+
+def sha256_of(path: PathLike) -> str:
+    """The SHA-256 of the file at `path`, in hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _own_storage(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as safetensors can store them: contiguous, each with storage of its own (a
+    tensor sharing storage with an earlier one, or a view into a larger one, is copied)."""
+    seen: set[int] = set()
+    tensors: dict[str, torch.Tensor] = {}
+    for key, tensor in state_dict.items():
+        tensor = tensor.detach().cpu()
+        storage = tensor.untyped_storage()
+        whole = tensor.is_contiguous() and storage.nbytes() == tensor.numel() * tensor.element_size()
+        if storage.nbytes() and (storage.data_ptr() in seen or not whole):
+            tensor = tensor.contiguous().clone()
+        if storage.nbytes():
+            seen.add(tensor.untyped_storage().data_ptr())
+        tensors[key] = tensor
+    return tensors
+
+
+def save_weights(obj: nn.Module | Mapping[str, object], path: PathLike,
+                 metadata: Mapping[str, str] | None = None) -> None:
+    """Save a module's state dict (or any state dict / resume dict) to `path` atomically.
+
+    A path ending in `.safetensors` gets a safetensors file (a state dict only: tensors, no
+    other values) whose metadata is `weights_metadata` of it (the output stride from a module),
+    the key order, and then `metadata`. Any other path gets a `torch.save` file.
+    """
+    output_stride = None
     if isinstance(obj, nn.Module):
+        backbone = getattr(obj, "backbone", obj)
+        output_stride = getattr(backbone, "output_stride", None)
         obj = obj.state_dict()
-    save_torch(obj, Path(path))
+    if Path(path).suffix != SAFETENSORS_SUFFIX:
+        save_torch(obj, Path(path))
+        return
+    not_tensors = [str(k) for k, v in obj.items()
+                   if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"cannot save {path} as safetensors: it holds tensors only, and "
+                              f"{', '.join(not_tensors[:5])} are not tensors (use a .pth file)")
+    tensors = _own_storage(obj)
+    header = weights_metadata(tensors, output_stride)
+    header[KEY_ORDER] = json.dumps(list(tensors))
+    header.update(metadata or {})
+    data = safetensors.torch.save(tensors, metadata=header)
+    write_atomic(path, lambda handle: handle.write(data))
