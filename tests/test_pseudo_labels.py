@@ -96,7 +96,7 @@ def test_layout_copies_sizes_and_resume(synthetic, tmp_path):
     (written[0]).write_bytes(b"")  # an empty file is not a complete label
     third = generate(warp_predictor(DISFlowEstimator()), dataset, out)
     assert third.written == 2 and third.skipped == summary.frames - 2
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.rcrnet-tmp"))
 
 
 def test_output_feeds_training_on_pseudo_labels(synthetic, tmp_path):
