@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from libs.cli import ArgumentParser, HelpFormatter, run_cli
+from libs.cli import ArgumentParser, HelpFormatter, positive_int, run_cli
 from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
 from libs.evaluation import (
     dataset_keys,
@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--split applies to every --dataset. Outputs key a dataset by its name, or by\n"
             "NAME/split when one dataset is evaluated on several splits.\n\n"
             "examples:\n"
-            "  python evaluate.py --dataset DAVIS2016 --split val --results data/results\n"
+            "  python evaluate.py --dataset DAVIS2016 --split val --results-folder data/results\n"
             "  python evaluate.py --dataset DAVIS2016 --split val --dataset FBMS --split test \\\n"
-            "      --results runs/rcrnet/results runs/baseline/results --json scores.json --plot plots\n\n"
+            "      --results-folder runs/rcrnet/results runs/baseline/results \\\n"
+            "      --json scores.json --plot plots\n\n"
             "edge cases: a frame without a map is an error (--allow-missing skips it); files that\n"
             "match no frame are ignored; a map sized unlike its label is resized bilinearly; colour,\n"
             "palette and 16-bit maps are converted to 8-bit grey; all-black labels are scored as\n"
@@ -80,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="split of the dataset given at the same position (one --split: used for all)",
     )
     parser.add_argument(
-        "--results", action="extend", nargs="+", required=True, metavar="DIR",
-        help="results folder of a method (its folder name names the method); several allowed",
+        "--results-folder", "--results", dest="results", action="extend", nargs="+", required=True,
+        metavar="DIR",
+        help="results folder of a method, as inference.py --results-folder writes it (its folder name "
+        "names the method); several allowed",
     )
     parser.add_argument(
         "--dataset-config", default=str(DEFAULT_CONFIG), metavar="PATH",
@@ -106,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         "of all methods",
     )
     parser.add_argument(
-        "-j", "--workers", type=int, default=_cpus(), metavar="N",
+        "-j", "--num-workers", "--num_workers", "--workers", dest="workers", type=positive_int,
+        default=_cpus(), metavar="N",
         help="worker processes scoring frames in parallel; results do not depend on N "
         "(default: the available cores, %(default)s)",
     )
@@ -159,8 +163,6 @@ def _file_name(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error(f"-j/--workers must be at least 1, got {args.workers}")
     pairs = _pairs(parser, args.dataset, args.split)
 
     def run() -> int:

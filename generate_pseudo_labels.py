@@ -16,6 +16,7 @@ from libs.cli import (
     add_flow_arguments,
     add_label_arguments,
     add_runtime_arguments,
+    frame_size,
     output_stride,
     positive_int,
     run_cli,
@@ -59,11 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--pseudo-label-folder", default="data/pseudo-labels",
                       help="where the <m>_<l>/ folder of labels is written")
     add_label_arguments(data, between=True)
-    data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT",
-                      default=[f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS],
-                      help="the videos to label (not in the release, which always labels these three)")
+    data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT", default=None,
+                      help="the videos to label (not in the release, which always labels "
+                           + " ".join(f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS) + ")")
+    data.add_argument("--dataset", action="append", metavar="NAME",
+                      help="instead of --datasets, as in inference.py and evaluate.py: a dataset to label, "
+                           "paired with the --split at the same position; repeat for several")
+    data.add_argument("--split", action="append", metavar="SPLIT",
+                      help="the split of the --dataset at the same position (a single --split: for all)")
     model = parser.add_argument_group("model")
-    model.add_argument("--size", default=448, type=positive_int, help="frames are resized to size x size")
+    model.add_argument("--size", default=448, type=frame_size, help="frames are resized to size x size")
     model.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
     model.add_argument("--batch-size", default=1, type=positive_int, help="clips per batch")
     model.add_argument("--warp-only", action="store_true",
@@ -79,14 +85,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def selected_datasets(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    """The (dataset, split) pairs of --datasets NAME:SPLIT or --dataset/--split (default: the release's)."""
+    if args.dataset or args.split:
+        if args.datasets:
+            raise UserError("give --datasets NAME:SPLIT or --dataset/--split pairs, not both")
+        names, splits = args.dataset or [], args.split or []
+        if len(splits) == 1:
+            splits = splits * len(names)
+        if not names or len(splits) != len(names):
+            raise UserError(f"got {len(names)} --dataset and {len(splits)} --split: give one --split per "
+                            "--dataset, or a single --split for all")
+        return tuple(dict.fromkeys(zip(names, splits)))
+    try:
+        return parse_dataset_splits(args.datasets or [f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS])
+    except ValueError as error:
+        raise UserError(f"--datasets {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        try:
-            datasets = parse_dataset_splits(args.datasets)
-        except ValueError as error:
-            raise UserError(f"--datasets {error}") from None
+        datasets = selected_datasets(args)
         options = PseudoLabelOptions(
             data=args.data, dataset_config=args.dataset_config, pseudo_label_folder=args.pseudo_label_folder,
             checkpoint=args.checkpoint, label_interval=args.label_interval,

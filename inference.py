@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from libs.cli import ArgumentParser, add_data_arguments, add_model_arguments, run_cli
+from libs.cli import ArgumentParser, add_data_arguments, add_model_arguments, positive_int, run_cli
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
 from libs.inference.predictor import COMPILE_CHOICES, COMPILE_MIN_FRAMES
 from libs.runtime.allocator import reuse_freed_memory
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="score the split's maps against its ground truth afterwards and print the table "
                           "(S-measure, MAE, max F)")
     model = add_model_arguments(parser)
-    model.add_argument("--batch-size", type=int, default=1, help="clips per forward pass")
+    model.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     runtime.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_CHOICES,
@@ -77,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        if args.batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
         if args.evaluate and args.input:
             raise UserError("--evaluate needs a dataset split with ground truth, not --input")
         checkpoint = Path(args.checkpoint)

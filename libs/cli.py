@@ -7,6 +7,8 @@
   `add_runtime_arguments`): the release's flags with the release's defaults. Every multi-word
   flag is spelled with dashes; the release's underscore spellings (`--clip_len`,
   `--label_interval`, `--frame_between_label_num`, `--num_workers`, `--rgb_max`) are aliases.
+  `-j`/`--num-workers` always counts worker processes (DataLoader workers; evaluate.py's
+  scoring processes). `--help` shows every flag's choices or range (`RANGES`).
 - `train_config_from_args`, `recipe_options_from_args`: the objects those flags describe.
 - `run_cli(main, prog)`: runs a script's main function, reporting user errors (bad values,
   missing, unfit or unwritable files: `USER_ERRORS`) as one `prog: error: ...` line on stderr
@@ -24,6 +26,7 @@ from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
 from libs.engine.recipes import RecipeOptions
 from libs.engine.trainer import TrainConfig
 from libs.networks.flow import FLOW_CHOICES
+from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
 from libs.runtime.errors import UserError, one_line
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import teardown_runtime
@@ -33,13 +36,16 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointErro
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the description's line breaks."""
+    """Shows defaults and allowed ranges (`RANGES`) and keeps the description's line breaks."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
+        allowed = RANGES.get(action.type) if callable(action.type) else None
+        if allowed and allowed not in text:
+            text = f"{text} [{allowed}]"
         if action.default in (None, False, "", argparse.SUPPRESS) or "%(default)" in text:
             return text
-        return super()._get_help_string(action)
+        return text + super()._get_help_string(action)[len(action.help or ""):]  # the default's note
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -85,6 +91,24 @@ def output_stride(text: str) -> int:
     return value
 
 
+def frame_size(text: str) -> int:
+    """argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)."""
+    value = int(text)
+    if value < MIN_FRAME_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_FRAME_SIZE}, got {value}: "
+                                         f"{WHY_MIN_FRAME_SIZE}")
+    return value
+
+
+RANGES: dict[Callable[[str], Any], str] = {
+    positive_int: "an integer >= 1",
+    non_negative_int: "an integer >= 0",
+    positive_float: "a number > 0",
+    output_stride: "8 or 16",
+    frame_size: f"an integer >= {MIN_FRAME_SIZE}",
+}
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, workers: int = 1) -> argparse._ArgumentGroup:
     """--data, --dataset-config, -j/--num-workers (release names and defaults)."""
     group = parser.add_argument_group("data")
@@ -102,7 +126,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, clip_len: int = 4,
                         clip_lengths: tuple[int, ...] | None = None) -> argparse._ArgumentGroup:
     """--size, --os, --clip-len (release names and defaults); `clip_lengths` restricts --clip-len."""
     group = parser.add_argument_group("model")
-    group.add_argument("--size", default=448, type=positive_int,
+    group.add_argument("--size", default=448, type=frame_size,
                        help="frames are resized to size x size pixels")
     group.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
     group.add_argument("--clip-len", "--clip_len", dest="clip_len", type=positive_int, default=clip_len,

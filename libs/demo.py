@@ -10,8 +10,10 @@
 4. The best video model predicts the held-out DAVIS2016 val, FBMS test and VOS test
    videos (inference.py's code path) and its maps are scored (evaluate.py's code path).
 
-Everything is written under `data/synthetic/` (the run's checkpoints and logs in `run/`,
-the maps in `results/`). The last line printed is `demo: S-measure <before> -> <after>`.
+Everything is written under `data/synthetic/`: the run's checkpoints, logs and curves in
+`run/image/` and `run/video/` (per stage: the best model, the last epoch's weights, the CSV
+log and its PNG; no per-epoch backups, and the resume files are deleted when the demo
+ends), the maps in `results/`. The last line printed is `demo: S-measure <before> -> <after>`.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from libs.datasets.splits import VIDEO_TEST_SETS
 from libs.datasets.synthetic import generate_synthetic
 from libs.engine.recipes import RECIPES, RecipeOptions, build_datasets, build_model, train
 from libs.engine.tasks import VideoSaliencyTask
-from libs.engine.trainer import TrainConfig, Trainer, best_model_path
+from libs.engine.trainer import TrainConfig, Trainer, best_model_path, resume_path
 from libs.evaluation import PAPER_METRICS, evaluate_results, markdown_table
 from libs.inference import InferenceOptions, Predictor, infer_split
 from libs.networks.weights import init_video_from_image
@@ -75,9 +77,10 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
     fresh_options = RecipeOptions(data=data, dataset_config=config, size=settings.size, checkpoint="none")
 
     def train_config(stage: str, epochs: int, lr: float, batch: int, eval_first: bool = False) -> TrainConfig:
+        # backup_epochs = epochs: only the last epoch's weights are written, not one file per epoch
         return TrainConfig(save_folder=folder / "run" / stage, epochs=epochs, lr=lr, batch_size=batch,
-                           num_workers=0, eval_first=eval_first, progress=progress, tensorboard=False,
-                           plot=True)
+                           num_workers=0, backup_epochs=max(1, epochs), eval_first=eval_first,
+                           progress=progress, tensorboard=False, plot=True)
 
     print("demo: scoring a freshly initialised RCRNet+NER on VOS val", flush=True)
     fresh = build_model(video_recipe, fresh_options, log=False)
@@ -111,6 +114,8 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
         scores[dataset] = evaluate_results(options.results_folder, data, dataset, split, config_path=config,
                                            metrics=PAPER_METRICS)
     table = markdown_table({"RCRNet+NER (demo)": scores})
+    for recipe in (image_recipe, video_recipe):
+        resume_path(folder / "run" / recipe.name, recipe.prefix).unlink(missing_ok=True)
     seconds = time.perf_counter() - start
     print(f"demo: trained model {best}; saliency maps in {options.results_folder}; "
           f"curves in {folder / 'run' / 'video' / 'video_log.png'}")

@@ -6,7 +6,9 @@ independently here; every bad-input case is checked for its message, count or ex
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -339,3 +341,36 @@ def test_method_names_are_folder_names_made_unique():
     assert method_names(["a/results", "b/RCRNet"]) == ["results", "RCRNet"]
     with pytest.raises(EvaluationError, match="given twice"):
         method_names(["a/results", "a/results/"])
+
+
+@pytest.mark.parametrize("flag", ["--json", "--csv", "--plot"])
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_output_write_failures_are_one_line_and_keep_the_old_file(tree, capsys, monkeypatch, flag, code):
+    out = tree["root"] / "out"
+    target = out / ("plots" if flag == "--plot" else f"s.{flag[2:]}")
+    args = _cli(tree, "--dataset", "Vid", "--split", "val", "--results-folder", str(tree["results"] / "good"),
+                flag, str(target))
+    assert evaluate.main(args) == 0
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in written}
+    capsys.readouterr()
+
+    def fail(*_):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("libs.runtime.files.os.replace", fail)
+    assert evaluate.main(args) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("evaluate.py: error: "), errors
+    assert os.strerror(code) in errors[0] and f"{flag}: cannot write {written[0]}" in errors[0], errors
+    assert {p: p.read_bytes() for p in sorted(p for p in out.rglob("*") if p.is_file())} == before
+
+
+def test_results_folder_and_workers_spellings(tree, capsys):
+    good = str(tree["results"] / "good")
+    for spelling in (["--results-folder", good], ["--results", good]):
+        for workers in (["-j", "1"], ["--num-workers", "1"], ["--num_workers", "1"], ["--workers", "1"]):
+            assert evaluate.main(_cli(tree, "--dataset", "Vid", "--split", "val", *spelling, *workers)) == 0
+    help_text = evaluate.build_parser().format_help()
+    assert "--results-folder DIR [DIR ...], --results DIR [DIR ...]" in help_text
+    assert "[an integer >= 1]" in help_text

@@ -94,7 +94,7 @@ def test_writer_keeps_the_last_write_of_a_path(tmp_path):
     with SaliencyWriter(threads=2) as writer:
         for value in range(20):
             writer.submit(np.full((8, 8), value, np.uint8), path, 8, 8)
-    assert writer.written == 20
+    assert writer.written == 1  # one file, however many times it was written
     assert np.asarray(Image.open(path)).max() == 19
     assert [p.name for p in path.parent.iterdir()] == ["b.png"]  # no temporary files left
 
@@ -186,9 +186,50 @@ def test_errors_are_one_line(synthetic, release_checkpoint, tmp_path, capsys):
 
 
 def test_script_bad_flag_and_missing_checkpoint():
-    for argv, message in ((["--size", "zero"], "invalid positive_int value"),
+    for argv, message in ((["--size", "zero"], "invalid frame_size value"),
                           (["--checkpoint", "/nonexistent/video_best_model.pth"], "no such file")):
         proc = subprocess.run([sys.executable, "inference.py", *argv], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2
         assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_folder_counts_each_frame_once_and_disk_full_keeps_the_maps(synthetic, release_checkpoint, tmp_path,
+                                                                     capsys, monkeypatch):
+    import errno
+    import os
+
+    folder = tmp_path / "ten"
+    folder.mkdir()
+    frame = sorted((synthetic.parent / "FBMS" / "JPEGImages" / "test00").glob("*.jpg"))[0]
+    for k in range(10):
+        (folder / f"{k:02d}.jpg").write_bytes(frame.read_bytes())
+    results = tmp_path / "results"
+    stale = results / "ten" / ".03.png.abcd_123.rcrnet-tmp"
+    notes = results / "ten" / "notes.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    notes.write_bytes(b"x")
+    argv = ["--input", str(folder), "--checkpoint", str(release_checkpoint), "--results-folder", str(results),
+            "--size", SIZE, "-j", "0", "--device", "cpu"]
+    status, out, err = run_main(argv, capsys)
+    assert status == 0, err
+    assert "ten: 10 saliency maps written" in out  # the last clip overlaps the one before it
+    assert not stale.exists() and notes.exists()
+    before = {p: p.read_bytes() for p in (results / "ten").glob("*.png")}
+    assert len(before) == 10
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("libs.runtime.files.os.replace", full)
+    status, _, err = run_main([*argv, "--overwrite"], capsys)
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("inference.py: error: cannot write ") and "No space left on device" in err, err
+    monkeypatch.undo()
+    assert {p: p.read_bytes() for p in (results / "ten").glob("*.png")} == before
+    assert not list(results.rglob("*.rcrnet-tmp"))
+    (tmp_path / "file").write_text("x")
+    status, _, err = run_main([*argv[:-6], "--results-folder", str(tmp_path / "file"), *argv[-4:]], capsys)
+    assert status == 2 and "a file, not a folder" in err, err

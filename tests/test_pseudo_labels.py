@@ -96,7 +96,7 @@ def test_layout_copies_sizes_and_resume(synthetic, tmp_path):
     (written[0]).write_bytes(b"")  # an empty file is not a complete label
     third = generate(warp_predictor(DISFlowEstimator()), dataset, out)
     assert third.written == 2 and third.skipped == summary.frames - 2
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.rcrnet-tmp"))
 
 
 def test_output_feeds_training_on_pseudo_labels(synthetic, tmp_path):
@@ -207,7 +207,7 @@ def test_script_warp_only_and_sparse_ground_truth(synthetic, tmp_path, capsys):
     (["--flow", "dis", "--frame_between_label_num", "3"], "must be smaller than label_interval"),
     (["--flow", "dis", "--datasets", "DAVIS2016"], "--datasets 'DAVIS2016': expected NAME:SPLIT"),
     (["--flow", "dis", "--datasets", "DAVIS2016:nosuch"], "has no split 'nosuch'"),
-    (["--flow", "dis", "--size", "0"], "argument --size: must be at least 1"),
+    (["--flow", "dis", "--size", "0"], "argument --size: must be at least 32"),
     (["--flow", "dis", "--data", "nowhere"], "dataset root not found: nowhere"),
 ])
 def test_script_bad_inputs_are_one_line(synthetic, dis_checkpoint, tmp_path, capsys, flags, message):

@@ -2,13 +2,16 @@
 
     python -m libs.engine.plot models/checkpoints/video_log.csv [-o curves.png]
 
-draws loss (train and val), validation S-measure / max F-measure and MAE per epoch.
+draws loss (train and val), validation S-measure / max F-measure and MAE per epoch. The
+PNG is written atomically (`libs.runtime.files.write_atomic`).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from libs.runtime.files import write_atomic
 
 from .logs import read_log
 
@@ -24,7 +27,6 @@ def plot_log(csv_path: str | Path, out_path: str | Path | None = None, title: st
     csv_path = Path(csv_path)
     rows = read_log(csv_path)
     out = Path(out_path) if out_path is not None else csv_path.with_suffix(".png")
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def series(phase: str, key: str) -> tuple[list[int], list[float]]:
         points = [(r["epoch"], r[key]) for r in rows if r["phase"] == phase and r.get(key) is not None]
@@ -54,8 +56,10 @@ def plot_log(csv_path: str | Path, out_path: str | Path | None = None, title: st
             ax.legend()
     fig.suptitle(title or csv_path.name)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomic(out, lambda handle: fig.savefig(handle, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return out
 
 

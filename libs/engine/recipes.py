@@ -37,6 +37,7 @@ from libs.datasets.splits import (
     names_and_splits,
 )
 from libs.networks import FGPLG, ImageModel, VideoModel
+from libs.networks.sizes import check_frame_size
 from libs.networks.weights import (
     checkpoint_kind,
     init_backbone_from_imagenet,
@@ -276,6 +277,20 @@ def build_model(recipe: Recipe, options: RecipeOptions = RecipeOptions(), start_
     return model
 
 
+def run_settings(recipe: Recipe, options: RecipeOptions) -> dict[str, object]:
+    """{flag: value} of what a recipe trains the model on; a resume must keep it (`TrainConfig.settings`)."""
+    settings: dict[str, object] = {"--size": options.size, "--os": options.output_stride}
+    if recipe.clip_len is not None:
+        settings["--clip-len"] = options.clip_len or recipe.clip_len
+    if recipe.name == "video":
+        settings["--pseudo-label-folder"] = str(options.pseudo_label_folder or "")
+        settings["--clip-augment"] = options.clip_augment
+    if recipe.name == "fgplg":
+        settings["--label-interval"] = options.label_interval
+        settings["--flow"] = options.flow
+    return settings
+
+
 def make_task(recipe: Recipe, model: nn.Module) -> Task:
     """The training task of a recipe around `model`."""
     tasks = {"video": VideoSaliencyTask, "image": ImageSaliencyTask, "fgplg": FGPLGTask}
@@ -285,7 +300,13 @@ def make_task(recipe: Recipe, model: nn.Module) -> Task:
 def train(recipe: Recipe, runtime: Runtime, config: TrainConfig, options: RecipeOptions = RecipeOptions(),
           model: nn.Module | None = None) -> FitResult:
     """Build the datasets, the model (unless given) and the task of `recipe`, then train."""
+    check_frame_size(options.size, options.size)
+    if recipe.name == "image" and config.batch_size < 2:
+        raise UserError(f"--batch-size {config.batch_size}: the image stage trains BatchNorm, and the "
+                        "1x1 map of ASPP's image-pooling branch needs at least 2 images per batch")
     train_set, val_set = build_datasets(recipe, options)
+    if not config.settings:
+        config = replace(config, settings=run_settings(recipe, options))
     runtime.print(f"{recipe.name} recipe: {recipe.description}")
     if recipe.name == "fgplg":
         runtime.print(f"FGPLG ({options.flow} flow), label interval {options.label_interval}")

@@ -9,9 +9,20 @@ Files written to `--save-folder` by rank 0 (all atomically):
 
 - `<prefix>_current_best_model.pth`: plain state dict of the best model so far (release name),
 - `<prefix>_epoch-N.pth`: plain state dict after epoch N, every `backup_epochs` epochs,
-- `<prefix>_resume.pth`: model, optimizer, loss scaler, epoch, best score and every
-  process's random generator states, written after every epoch, for `--resume`,
+- `<prefix>_resume.pth`: model, optimizer, loss scaler, epoch, best score, every
+  process's random generator states and the run's settings (lr, batch size and the
+  recipe's `TrainConfig.settings`: frame size, output stride, clip length, ...), written
+  after every epoch, for `--resume`,
 - `<prefix>_log.csv` (+ TensorBoard in `tb/` when installed, + `<prefix>_log.png` with `--plot`).
+
+Temporary files a killed run left in `--save-folder` (`libs.runtime.files`) are removed
+when a run starts there.
+
+Resuming with other flags: a new `--lr` is applied to the optimizer's parameter groups and
+a new `--batch-size` to the loaders, each announced in one line; a different frame size,
+output stride, clip length or other `settings` entry (what the model is trained on) is
+refused. A resume with nothing left to do (`--epochs` not above the epoch in the file) is
+refused too.
 
 Determinism: batches are shuffled by a DistributedSampler seeded with the run's seed and
 the epoch (also with one process), DataLoader workers are seeded from a generator seeded
@@ -39,7 +50,7 @@ from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
 from libs.networks.weights import save_weights
 from libs.runtime.errors import UserError, one_line
-from libs.runtime.files import FileReadError, read_torch_file
+from libs.runtime.files import FileReadError, read_torch_file, remove_stale_temporaries
 from libs.runtime.session import (
     Runtime,
     all_reduce_sum,
@@ -82,6 +93,8 @@ class TrainConfig:
     `steps_per_epoch`: cap on training batches per epoch (None: the whole set).
     `weights_format`: "pth" or "safetensors", the format of the best and backup weights (the
     resume file is always `.pth`: it holds the optimizer's state and random states too).
+    `settings`: {flag: value} of what the model is trained on (e.g. {"--size": 448}); kept in
+    the resume file, and a resume whose settings differ is refused.
     """
 
     save_folder: Path
@@ -99,6 +112,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     weights_format: str = "pth"
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.weights_format not in WEIGHTS_FORMATS:
@@ -303,6 +317,28 @@ class Trainer:
     def _save_weights(self, path: Path) -> None:
         save_weights(self.task.release_state_dict(), path)
 
+    def _settings(self) -> dict[str, Any]:
+        return {"--lr": float(self.config.lr), "--batch-size": int(self.config.batch_size),
+                **self.config.settings}
+
+    def _apply_settings(self, path: Path, saved: dict[str, Any]) -> None:
+        """Refuse a resume whose model settings differ; apply and announce a new lr or batch size."""
+        changed = {flag: value for flag, value in self.config.settings.items()
+                   if flag in saved and saved[flag] != value}
+        if changed:
+            theirs = ", ".join(f"{flag} {saved[flag]}" for flag in changed)
+            ours = ", ".join(f"{flag} {value}" for flag, value in changed.items())
+            raise UserError(f"--resume: {path} was trained with {theirs}, this run asks for {ours}; resume "
+                            "with the run's values, or start a new run in another --save-folder")
+        if "--lr" in saved and saved["--lr"] != self.config.lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr
+            self.runtime.print(f"--lr {self.config.lr:g} applied to the optimizer (the resumed run used "
+                               f"{saved['--lr']:g})")
+        if "--batch-size" in saved and saved["--batch-size"] != self.config.batch_size:
+            self.runtime.print(f"--batch-size {self.config.batch_size} applied (the resumed run used "
+                               f"{saved['--batch-size']}): the batches differ from an uninterrupted run's")
+
     def save_resume(self, epoch: int) -> Path:
         """Write `<prefix>_resume.pth` (every process must call: RNG states are gathered)."""
         states = gather_objects(self.runtime, rng_state())
@@ -320,6 +356,7 @@ class Trainer:
                 "seed": int(self.runtime.seed),
                 "world_size": int(self.runtime.world_size),
                 "rng": states,
+                "settings": self._settings(),
             }, path)
         return path
 
@@ -343,6 +380,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
             raise UserError(f"--resume: {path} does not fit this model/optimizer: {one_line(exc)}") from exc
+        self._apply_settings(path, state.get("settings") or {})
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.best_score = float(state["best_score"])
@@ -393,11 +431,22 @@ class Trainer:
             if str(path) == "auto":
                 path = resume_path(self.save_folder, self.task.prefix)
             start = self.load_resume(path)
-            rt.print(f"resumed from {path} after epoch {start} (best {self.task.score_name} "
+            if start >= cfg.epochs and not cfg.eval_first:
+                raise UserError(f"--resume: nothing left to do: {path} holds epoch {start} and --epochs is "
+                                f"{cfg.epochs}; pass --epochs above {start} to train more")
+            rt.print(f"resumed from {path}: the {type(self.module).__name__} weights, optimizer, loss "
+                     f"scaler and random states after epoch {start} (best {self.task.score_name} "
                      f"{self.best_score:.4f} at epoch {self.best_epoch})")
         if rt.is_main:
-            self.save_folder.mkdir(parents=True, exist_ok=True)
-            self.logger = RunLogger(self.save_folder, self.task.prefix, tensorboard=cfg.tensorboard)
+            try:
+                self.save_folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"--save-folder {self.save_folder}: cannot create it: "
+                                f"{exc.strerror or exc}") from None
+            for stale in remove_stale_temporaries(self.save_folder):
+                rt.print(f"removed {stale}, a temporary file left by a killed run")
+            self.logger = RunLogger(self.save_folder, self.task.prefix, tensorboard=cfg.tensorboard,
+                                    after=start, revalidate=cfg.eval_first)
         try:
             if cfg.eval_first:
                 self._validate_and_keep_best(start)

@@ -1,13 +1,21 @@
-"""Rendering evaluation results: Markdown tables, JSON, CSV and precision-recall plots."""
+"""Rendering evaluation results: Markdown tables, JSON, CSV and precision-recall plots.
+
+Files are written atomically (`libs.runtime.files.write_atomic`): a failed write (full disk,
+read-only folder) is one `EvaluationError` naming the flag, the file and the reason, and
+leaves any earlier file of that name as it was.
+"""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from libs.runtime.files import FileWriteError, write_atomic
 
 from .errors import EvaluationError
 from .metrics import METRIC_NAMES, PAPER_METRICS
@@ -82,12 +90,20 @@ def markdown_table(table: dict[str, dict[str, dict]], per_video: bool = False, c
     return "\n".join(lines)
 
 
-def _prepare(path: str | Path, flag: str) -> Path:
+def _write(path: str | Path, flag: str, data: bytes | None = None, figure: object = None) -> Path:
+    """Write `data` (or save the matplotlib `figure` as PNG) to `path` atomically."""
     path = Path(path)
+
+    def write(handle) -> None:
+        if figure is not None:
+            figure.savefig(handle, format="png")
+        else:
+            handle.write(data)
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise EvaluationError(f"cannot create the folder of {flag} {path}: {err.strerror}") from None
+        write_atomic(path, write)
+    except FileWriteError as err:
+        raise EvaluationError(f"{flag}: {err}") from None
     return path
 
 
@@ -105,28 +121,19 @@ def write_json(table: dict[str, dict[str, dict]], path: str | Path, per_video: b
                 videos = result["videos"].items()
                 entry["videos"] = {v: {k: s[k] for k in JSON_KEYS if k in s} for v, s in videos}
             out[method][key] = entry
-    path = _prepare(path, "--json")
-    try:
-        path.write_text(json.dumps(out, indent=2) + "\n")
-    except OSError as err:
-        raise EvaluationError(f"cannot write --json {path}: {err.strerror}") from None
-    return path
+    return _write(path, "--json", (json.dumps(out, indent=2) + "\n").encode())
 
 
 def write_csv(table: dict[str, dict[str, dict]], path: str | Path, per_video: bool = False) -> Path:
     """Write one row per (dataset, method[, video]); `video` is empty on a dataset's overall row."""
-    path = _prepare(path, "--csv")
     columns = ["dataset", "split", "method", "video", "frames", *TABLE_METRICS]
-    try:
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for dataset, split, method, video, scores in _rows(table, per_video):
-                values = ["" if scores.get(m) is None else scores[m] for m in TABLE_METRICS]
-                writer.writerow([dataset, split, method, video, scores["frames"], *values])
-    except OSError as err:
-        raise EvaluationError(f"cannot write --csv {path}: {err.strerror}") from None
-    return path
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    for dataset, split, method, video, scores in _rows(table, per_video):
+        values = ["" if scores.get(m) is None else scores[m] for m in TABLE_METRICS]
+        writer.writerow([dataset, split, method, video, scores["frames"], *values])
+    return _write(path, "--csv", text.getvalue().encode())
 
 
 def plot_curves(by_method: dict[str, dict], path: str | Path, title: str) -> Path:
@@ -160,9 +167,4 @@ def plot_curves(by_method: dict[str, dict], path: str | Path, title: str) -> Pat
             ax.legend(loc="lower left", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    path = _prepare(path, "--plot")
-    try:
-        fig.savefig(path, format="png")
-    except OSError as err:
-        raise EvaluationError(f"cannot write --plot file {path}: {err.strerror}") from None
-    return path
+    return _write(path, "--plot", figure=fig)

@@ -37,9 +37,10 @@ from libs.datasets.splits import PSEUDO_LABEL_SETS, DatasetSplits, names_and_spl
 from libs.datasets.video_dataset import VideoClipDataset
 from libs.networks.fgplg import FGPLG, unnormalise
 from libs.networks.flow import FlowEstimator, build_flow_estimator
+from libs.networks.sizes import check_frame_size
 from libs.networks.weights import load_fgplg, load_flownet2
 from libs.runtime.errors import UserError
-from libs.runtime.files import write_atomic
+from libs.runtime.files import remove_stale_temporaries, write_atomic
 from libs.runtime.precision import describe, resolve_precision
 from libs.runtime.session import Runtime, all_reduce_sum
 
@@ -363,7 +364,19 @@ def build_predictor(options: PseudoLabelOptions, device: torch.device) -> tuple[
 
 def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
                            progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None) -> Summary:
-    """Write this process's share of the pseudo-labels `options` describe; returns every process's totals."""
+    """Write this process's share of the pseudo-labels `options` describe; returns every process's totals.
+
+    Rank 0 first removes the temporary files a killed run left under `options.out`, before
+    any process writes there.
+    """
+    check_frame_size(options.size, options.size)
+    out = Path(options.out)
+    if runtime.is_main:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--pseudo-label-folder: {out} is a file, not a folder")
+        for stale in remove_stale_temporaries(out, recursive=True):
+            runtime.print(f"removed {stale}, a temporary file left by a killed run")
+    runtime.barrier()
     dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
                                  options.frame_between_label_num, options.datasets)
     predict, what = build_predictor(options, runtime.device)

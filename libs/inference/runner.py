@@ -3,7 +3,10 @@
 Output layout: `<results-folder>/<name>/<image_id>.png`, where name is the dataset (its
 `<video>/<frame>` ids) or the input's folder/file name (frame names). A clip whose PNGs
 all exist is skipped unless `overwrite`, so a killed run resumes where it stopped; the
-PNGs themselves are written atomically by `SaliencyWriter`.
+PNGs themselves are written atomically by `SaliencyWriter`, and the temporary files a
+killed run left anywhere under the results folder are removed when a run starts
+(`libs.runtime.files.remove_stale_temporaries`). Frames must be at least
+`libs.networks.sizes.MIN_FRAME_SIZE` pixels (`options.size`).
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from libs.datasets import get_datasets, get_spec, get_transforms, load_dataset_config
+from libs.networks.sizes import check_frame_size
 from libs.runtime.errors import UserError
+from libs.runtime.files import remove_stale_temporaries
 
 from .predictor import Predictor
 from .sources import (
@@ -89,6 +94,16 @@ def overlay_path(results_folder: Path, name: str, image_id: str) -> Path:
     return Path(results_folder) / f"{name}_overlay" / f"{image_id}.jpg"
 
 
+def prepare_results_folder(options: InferenceOptions) -> None:
+    """Check the frame size and the results folder, and remove temporaries a killed run left there."""
+    check_frame_size(options.size, options.size)
+    folder = Path(options.results_folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--results-folder {folder}: a file, not a folder")
+    for stale in remove_stale_temporaries(folder, recursive=True):
+        print(f"removed {stale}, a temporary file left by a killed run", flush=True)
+
+
 def _pending(source: ClipSource, options: InferenceOptions) -> tuple[Dataset, int]:
     """The clips that still need running (all, with `overwrite`) and how many were skipped."""
     if options.overwrite:
@@ -142,6 +157,7 @@ def infer_split(predictor: Predictor, data: str | Path, dataset: str, split: str
                 options: InferenceOptions) -> InferenceSummary:
     """Predict the frames of a benchmark split the way the release's inference.py samples them."""
     start = time.perf_counter()
+    prepare_results_folder(options)
     name = resolve_dataset(dataset, dataset_config)
     transform = get_transforms(False, options.size)["test"]
     split_set = get_datasets(name, split, config_path=dataset_config, root=data, training=False,
@@ -159,6 +175,7 @@ def infer_split(predictor: Predictor, data: str | Path, dataset: str, split: str
 def infer_input(predictor: Predictor, input_path: str | Path, options: InferenceOptions) -> InferenceSummary:
     """Predict every frame of a folder of images or of a video file (no annotations needed)."""
     start = time.perf_counter()
+    prepare_results_folder(options)
     path = Path(input_path)
     transform = get_transforms(False, options.size)["test"]
     if path.is_dir():

@@ -69,6 +69,10 @@ class SaliencyWriter:
 
     Two writes of one path run in submission order (the later one waits for the earlier),
     so a frame predicted by two clips ends with the later clip's map, as in the release.
+    `written` counts the distinct paths written, so such a frame counts once. A failed
+    write (a `FileWriteError` raised in a thread) is raised in the caller's thread by the
+    next `submit` or by `close`; leaving the `with` block on an error (or Ctrl-C) cancels the
+    queued writes and waits for the running ones, each of which completes or leaves nothing.
     `threads=0` writes synchronously (in the caller's thread).
     """
 
@@ -77,7 +81,12 @@ class SaliencyWriter:
                       if threads > 0 else None)
         self._slots = threading.BoundedSemaphore(max(1, max_pending))
         self._pending: dict[Path, Future] = {}
-        self.written = 0
+        self._written: set[Path] = set()
+
+    @property
+    def written(self) -> int:
+        """How many distinct paths have been written so far."""
+        return len(self._written)
 
     def submit(self, saliency: np.ndarray, path: Path, height: int, width: int,
                overlay_path: Path | None = None, original: np.ndarray | None = None) -> None:
@@ -85,13 +94,13 @@ class SaliencyWriter:
         path = Path(path)
         if self._pool is None:
             write_saliency(saliency, path, height, width, overlay_path, original)
-            self.written += 1
+            self._written.add(path)
             return
         self._collect(wait=False)
         earlier = self._pending.pop(path, None)
         if earlier is not None:
             earlier.result()
-            self.written += 1
+            self._written.add(path)
         self._slots.acquire()
         future = self._pool.submit(write_saliency, saliency, path, height, width, overlay_path, original)
         future.add_done_callback(lambda _: self._slots.release())
@@ -103,7 +112,7 @@ class SaliencyWriter:
             if wait or future.done():
                 del self._pending[path]
                 future.result()
-                self.written += 1
+                self._written.add(path)
 
     def close(self) -> None:
         """Wait for every queued write; raise the first failure."""
@@ -117,5 +126,9 @@ class SaliencyWriter:
     def __enter__(self) -> SaliencyWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._pool is not None:
+            # already failing: drop the queued writes, let the running ones finish, raise nothing new
+            self._pool.shutdown(wait=True, cancel_futures=True)

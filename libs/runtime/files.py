@@ -1,16 +1,22 @@
 """Files written atomically and PyTorch files read safely: the only ways this project writes
 results or reads pickled tensors.
 
-`write_atomic` writes a temporary file beside the target (named `.<name>.<random>.tmp`),
-flushes and fsyncs it, gives it the mode the user's umask gives new files, and renames it
-over the target, so readers see the old file or the whole new one, never half a file.
+`write_atomic` writes a temporary file beside the target (named
+`.<name>.<8 random characters>.rcrnet-tmp`), flushes and fsyncs it, gives it the mode the
+user's umask gives new files, and renames it over the target, so readers see the old file
+or the whole new one, never half a file; any failure (a full disk, a read-only folder, a
+path through a file) is one `FileWriteError` naming the target and the system's reason.
+A process killed between creating and renaming leaves its temporary file behind:
+`remove_stale_temporaries` deletes the files of exactly that name pattern when a run starts.
 `read_torch_file` is `torch.load(..., weights_only=True)` on the CPU, with every failure
 turned into one `FileReadError` naming the file.
 """
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +27,9 @@ import torch
 from .errors import UserError
 
 PathLike = str | os.PathLike[str]
-TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = ".rcrnet-tmp"
+# `.<name>.<random>.rcrnet-tmp`, the random part being what tempfile.mkstemp draws
+TEMP_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
 WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL = b"\x80"
@@ -29,6 +37,16 @@ PICKLE_PROTOCOL = b"\x80"
 
 class FileReadError(UserError):
     """A file cannot be read as what it should be (missing, damaged or of another kind)."""
+
+
+class FileWriteError(UserError):
+    """A file cannot be written (disk full, read-only folder, no permission, a parent that is a file)."""
+
+
+def _reason(exc: OSError) -> str:
+    if exc.strerror:
+        return exc.strerror
+    return os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
 
 
 def _umask() -> int:
@@ -55,11 +73,20 @@ def write_atomic(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Create or replace `path` with what `write(handle)` writes to an open binary file.
 
     Parent folders are created. On any failure the temporary file is removed and the old
-    `path`, if any, is left as it was.
+    `path`, if any, is left as it was; an `OSError` becomes a `FileWriteError` "cannot write
+    <path>: <reason>" (other exceptions, Ctrl-C included, pass through).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        blocking = next((p for p in path.parents if p.exists()), None)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and blocking and not blocking.is_dir():
+            raise FileWriteError(f"cannot write {path}: {blocking} is a file, not a folder") from exc
+        raise FileWriteError(f"cannot write {path}: {_reason(exc)}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -67,10 +94,44 @@ def write_atomic(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FileWriteError(f"cannot write {path}: {_reason(exc)}") from exc
         raise
     _fsync_directory(path.parent)
+
+
+def is_stale_temporary(path: PathLike) -> bool:
+    """Whether `path` is named as `write_atomic`'s temporary files are (`.<name>.<random>.rcrnet-tmp`)."""
+    return TEMP_PATTERN.fullmatch(Path(path).name) is not None
+
+
+def remove_stale_temporaries(folder: PathLike, recursive: bool = False) -> list[Path]:
+    """Delete `write_atomic`'s leftover temporary files in `folder` (and below, when `recursive`).
+
+    Only regular files of exactly that name pattern are removed; a missing folder is no
+    error. Call it when a run starts, before this process or any other writes there.
+    Returns the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for parent, _, names in walk:
+        for name in names:
+            candidate = Path(parent) / name
+            if is_stale_temporary(candidate) and candidate.is_file() and not candidate.is_symlink():
+                try:
+                    candidate.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise FileWriteError(f"cannot remove the stale temporary file {candidate}: "
+                                         f"{_reason(exc)}") from exc
+                removed.append(candidate)
+    return removed
 
 
 def save_torch(obj: Any, path: PathLike) -> None:
