@@ -1,7 +1,7 @@
 """Networks: RCRNet and its image (RCRNet) and video (RCRNet+NER) models."""
 from .fgplg import FGPLG
 from .models import ImageModel, VideoModel
-from .rcrnet import RCRNet, SpatialFeatures
+from .rcrnet import RCRNet, SpatialFeatures, set_exact_upsampled_conv
 
 __all__ = [
     "FGPLG",
@@ -9,4 +9,5 @@ __all__ = [
     "RCRNet",
     "SpatialFeatures",
     "VideoModel",
+    "set_exact_upsampled_conv",
 ]
