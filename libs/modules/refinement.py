@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
 from .layers import ConvBNReLU, fresh_init_
+from .upsampled_conv import upsampled_conv3x3
 
 
 class SkipBottleneck(Bottleneck):
@@ -41,10 +43,61 @@ class RefinementBlock(nn.Module):
 
 
 class Decoder(nn.Sequential):
-    """3x3 ConvBNReLU (128 -> 256) then a 1x1 conv with bias to the class logits, at input resolution."""
+    """3x3 ConvBNReLU (128 -> 256) then a 1x1 conv with bias to the class logits, at input resolution.
+
+    `forward(x)` decodes a map already at the output size. `forward_resized(x, size)` is
+    `forward(bilinear resize of x to size)` (RCRNet's last step); with `exact_upsampled_conv`
+    (the default) it convolves without forming the resized map (`upsampled_conv3x3`, the same
+    values up to rounding, about a seventh of the arithmetic at a 4x resize); False resizes
+    first, as the release does.
+    """
 
     def __init__(self, in_channels: int = 128, hidden_channels: int = 256, n_classes: int = 1) -> None:
         super().__init__()
         self.conv1 = ConvBNReLU(in_channels, hidden_channels, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden_channels, n_classes, kernel_size=1)
+        self.exact_upsampled_conv = True
         fresh_init_(self)
+
+    def forward_resized(self, x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+        """Logits [N, n_classes, *size] of `x` [N, C, h, w] resized (bilinear, align_corners=False)."""
+        conv = self.conv1.conv
+        if not (self.exact_upsampled_conv and _is_plain_conv3x3(conv)):
+            return self(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
+        weight, bias = conv.weight, conv.bias
+        bn = self.conv1.bn
+        folded = isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None
+        if folded:
+            weight, bias = _fold_batchnorm(weight, bias, bn)
+        return upsampled_conv3x3(x, weight, bias, tuple(size),
+                                 lambda y: self._epilogue(y if folded else bn(y)))
+
+    def _epilogue(self, y: torch.Tensor) -> torch.Tensor:
+        """ReLU and conv2 of the conv1 output [N, J, L, 1] (BatchNorm applied or folded)."""
+        y = self.conv1.relu(y)
+        conv2 = self.conv2
+        if type(conv2) is not nn.Conv2d:
+            return conv2(y)
+        # a 1x1 conv as one matrix product over channels-last pixels (oneDNN's 1x1 conv to one
+        # channel is over ten times slower)
+        pixels = F.linear(y.permute(0, 2, 3, 1), conv2.weight.flatten(1), conv2.bias)
+        return pixels.permute(0, 3, 1, 2)
+
+
+def _is_plain_conv3x3(conv: nn.Conv2d) -> bool:
+    return (conv.kernel_size == (3, 3) and conv.padding == (1, 1) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros")
+
+
+def _fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None,
+                    bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv weight and bias with an eval-mode BatchNorm folded in (differentiable in all of them)."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if bias is not None:
+        shift = shift + bias * scale
+    return weight * scale.view(-1, 1, 1, 1), shift

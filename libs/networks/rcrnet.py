@@ -59,6 +59,9 @@ class RCRNet(nn.Module):
         x = self.refinement1(features.block3, deep)
         x = self.refinement2(features.block2, _resize(x, features.block2.shape[2:]))
         x = self.refinement3(features.block1, _resize(x, features.block1.shape[2:]))
+        if isinstance(self.decoder, Decoder):
+            return self.decoder.forward_resized(x, size)
+        # a replacement decoder (e.g. precision `mixed`'s checked one) takes the resized map
         return self.decoder(_resize(x, size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,3 +75,12 @@ class RCRNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
+
+
+def set_exact_upsampled_conv(model: nn.Module, enabled: bool) -> int:
+    """Switch every RCRNet `Decoder` in `model` to the factored (True, the default) or the release's
+    resize-then-convolve computation (False); returns how many decoders were switched."""
+    decoders = [module for module in model.modules() if isinstance(module, Decoder)]
+    for decoder in decoders:
+        decoder.exact_upsampled_conv = enabled
+    return len(decoders)

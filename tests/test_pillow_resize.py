@@ -1,0 +1,38 @@
+"""Frames are resized by Pillow's bilinear filter, as the release's PIL transforms did."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from libs.datasets.transforms import PillowResize, SoftMask, resize_normalise
+
+
+def _frame(height: int = 480, width: int = 854) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    big = np.asarray(Image.fromarray(smooth).resize((width, height), Image.Resampling.BICUBIC))
+    return np.clip(big.astype(int) + rng.integers(-20, 21, big.shape), 0, 255).astype(np.uint8)
+
+
+def test_frames_resized_exactly_as_pillow():
+    array = _frame()
+    expected = np.asarray(Image.fromarray(array).resize((448, 448), Image.Resampling.BILINEAR))
+    image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+    resized = PillowResize([448, 448], antialias=True)(image)
+    assert isinstance(resized, tv_tensors.Image) and resized.dtype == torch.uint8
+    assert np.array_equal(resized.permute(1, 2, 0).numpy(), expected)
+    # torchvision's own uint8 kernel is what this replaces: it does differ
+    tensor_kernel = v2.Resize([448, 448], antialias=True)(image).permute(1, 2, 0).numpy()
+    assert not np.array_equal(tensor_kernel, expected)
+
+
+def test_labels_keep_the_tensor_kernel_and_pipeline_uses_pillow():
+    label = SoftMask(torch.rand(1, 60, 90))
+    resized = PillowResize([30, 40], antialias=True)(label)
+    assert isinstance(resized, SoftMask) and resized.shape == (1, 30, 40)
+    sample = resize_normalise(448)({"image": tv_tensors.Image(torch.from_numpy(_frame()).permute(2, 0, 1))})
+    assert sample["image"].shape == (3, 448, 448) and sample["image"].dtype == torch.float32
+    assert any(isinstance(t, PillowResize) for t in resize_normalise(448).transforms)

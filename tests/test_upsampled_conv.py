@@ -1,0 +1,203 @@
+"""The factored upsample + 3x3 conv (`upsampled_conv3x3`, RCRNet's default decoder computation)
+against the release's resize-then-convolve path: values, gradients, BatchNorm in train mode."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from libs.modules import Decoder, upsampled_conv3x3
+from libs.modules.upsampled_conv import phase_coefficients, resize_matrix
+from libs.networks import ImageModel, VideoModel, set_exact_upsampled_conv
+
+pytestmark = pytest.mark.usefixtures("two_threads")
+F64 = torch.float64
+
+
+def plain(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, size) -> torch.Tensor:
+    resized = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return F.conv2d(resized, weight, bias, padding=1)
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+# (low-res size, output size): 4x as in RCRNet (448 via 112 at small scale), other powers of two,
+# non-square, and the sizes of odd inputs (block1 of a 33 / 65 / 97 / 449-like input), factor 1
+SIZES = [((8, 8), (32, 32)), ((16, 16), (64, 64)), ((9, 9), (33, 33)), ((17, 17), (65, 65)),
+         ((25, 25), (97, 97)), ((29, 29), (113, 113)), ((5, 7), (20, 28)), ((6, 5), (12, 40)),
+         ((3, 3), (12, 12)), ((2, 2), (8, 8)), ((9, 17), (33, 65)), ((7, 7), (7, 7)),
+         ((13, 11), (40, 31)), ((40, 40), (160, 160))]
+
+
+@pytest.mark.parametrize(("low", "size"), SIZES)
+def test_equals_resize_then_conv_in_float64(low, size):
+    generator = torch.Generator().manual_seed(sum(low) + sum(size))
+    x = torch.randn(2, 5, *low, dtype=F64, generator=generator)
+    weight = torch.randn(6, 5, 3, 3, dtype=F64, generator=generator)
+    bias = torch.randn(6, dtype=F64, generator=generator)
+    for b in (bias, None):
+        expected = plain(x, weight, b, size)
+        actual = upsampled_conv3x3(x, weight, b, size)
+        assert actual.shape == expected.shape
+        assert relative_error(actual, expected) < 1e-13
+
+
+def test_border_blocks_matter():
+    """The periodic interior formula alone is wrong at the border: the recomputation is needed."""
+    low, size = (8, 8), (32, 32)
+    x = torch.randn(1, 3, *low, dtype=F64)
+    weight = torch.randn(4, 3, 3, 3, dtype=F64)
+    expected = plain(x, weight, None, size)
+    # the interior formula is the full-resolution conv of an edge-replicated (not zero) border
+    # shifted by the periodic weights; its border rows differ from the true ones by O(1)
+    replicated = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    periodic = F.conv2d(F.interpolate(replicated, scale_factor=4, mode="bilinear", align_corners=False),
+                        weight, padding=1)[:, :, 4:-4, 4:-4]
+    assert relative_error(periodic[:, :, 4:-4, 4:-4], expected[:, :, 4:-4, 4:-4]) < 1e-13
+    assert relative_error(periodic, expected) > 1e-3
+    assert relative_error(upsampled_conv3x3(x, weight, None, size), expected) < 1e-13
+
+
+def test_resize_matrix_and_phase_coefficients():
+    matrix = resize_matrix(6, 24, F64, torch.device("cpu"))
+    x = torch.randn(6, dtype=F64)
+    resized = F.interpolate(x.view(1, 1, 6, 1), size=(24, 1), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(matrix @ x, resized.flatten(), rtol=0, atol=1e-15)
+    # interior rows: row 4 i + s + a - 1 of the matrix is coefficients[s][a] around i
+    coefficients = phase_coefficients(4)
+    for s in range(4):
+        for a in range(3):
+            row = matrix[4 * 2 + s + a - 1, 1:4].tolist()
+            assert row == coefficients[s][a]
+
+
+def test_float32_close_to_plain():
+    x = torch.randn(1, 32, 28, 28)
+    weight = torch.randn(64, 32, 3, 3) * 0.05
+    expected = plain(x.double(), weight.double(), None, (112, 112))
+    fast = upsampled_conv3x3(x, weight, None, (112, 112)).double()
+    slow = plain(x, weight, None, (112, 112)).double()
+    # both float32 results are within float32 rounding of the float64 value
+    assert relative_error(fast, expected) < 1e-5
+    assert relative_error(slow, expected) < 1e-5
+
+
+@pytest.mark.parametrize(("low", "size"), [((5, 5), (20, 20)), ((5, 4), (17, 15))])
+def test_gradcheck(low, size):
+    x = torch.randn(1, 2, *low, dtype=F64, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, dtype=F64, requires_grad=True)
+    bias = torch.randn(3, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: upsampled_conv3x3(*a, size), (x, weight, bias))
+
+
+def _decoder_pair(train: bool) -> tuple[Decoder, Decoder]:
+    torch.manual_seed(0)
+    fast = Decoder(16, 24, 2).double()
+    with torch.no_grad():
+        fast.conv1.bn.running_mean.normal_()
+        fast.conv1.bn.running_var.uniform_(0.5, 2.0)
+        fast.conv1.bn.weight.uniform_(0.5, 1.5)
+        fast.conv1.bn.bias.normal_()
+    slow = Decoder(16, 24, 2).double()
+    slow.load_state_dict(fast.state_dict())
+    slow.exact_upsampled_conv = False
+    fast.train(train)
+    slow.train(train)
+    return fast, slow
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((9, 7), (33, 25))])
+def test_decoder_values_gradients_and_batchnorm(train, low, size):
+    fast, slow = _decoder_pair(train)
+    x = torch.randn(3, 16, *low, dtype=F64)
+    outputs, grads = [], []
+    for decoder in (fast, slow):
+        xi = x.clone().requires_grad_(True)
+        out = decoder.forward_resized(xi, size)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
+        outputs.append(out.detach())
+        grads.append([xi.grad] + [p.grad for p in decoder.parameters()])
+    assert relative_error(*outputs) < 1e-12
+    for fast_grad, slow_grad in zip(*grads):
+        assert relative_error(fast_grad, slow_grad) < 1e-11
+    bn_fast, bn_slow = fast.conv1.bn, slow.conv1.bn
+    torch.testing.assert_close(bn_fast.running_mean, bn_slow.running_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bn_fast.running_var, bn_slow.running_var, rtol=1e-12, atol=1e-12)
+    if train:  # batch statistics moved the running ones
+        assert bn_fast.num_batches_tracked.item() == 1
+
+
+def test_plain_path_is_selectable_and_state_dict_unchanged():
+    model = ImageModel()
+    keys = set(model.state_dict())
+    assert {"backbone.decoder.conv1.conv.weight", "backbone.decoder.conv1.bn.running_var",
+            "backbone.decoder.conv2.bias"} <= keys
+    assert model.backbone.decoder.exact_upsampled_conv
+    assert set_exact_upsampled_conv(model, False) == 1
+    assert not model.backbone.decoder.exact_upsampled_conv
+    assert set(model.state_dict()) == keys
+
+
+@pytest.fixture(scope="module")
+def reference_models(reference_state_dict):
+    models = {}
+    for name, cls in (("image_model", ImageModel), ("video_model", VideoModel)):
+        weights = {k: v for k, v in reference_state_dict(name).items()
+                   if not k.startswith("backbone.resnet.fc")}
+        model = cls()
+        model.load_state_dict(weights, strict=True)
+        models[name] = model.double().eval()
+    return models
+
+
+def _both_paths(model: nn.Module, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        fast = model(inputs)
+        set_exact_upsampled_conv(model, False)
+        try:
+            slow = model(inputs)
+        finally:
+            set_exact_upsampled_conv(model, True)
+    return fast, slow
+
+
+@pytest.mark.parametrize(("batch", "height", "width"), [(1, 64, 64), (2, 33, 33), (1, 65, 48), (1, 97, 97)])
+def test_image_model_fast_equals_plain(reference_models, batch, height, width):
+    frames = torch.randn(batch, 3, height, width, dtype=F64)
+    fast, slow = _both_paths(reference_models["image_model"], frames)
+    assert relative_error(fast, slow) < 1e-12
+
+
+@pytest.mark.parametrize(("length", "height", "width"), [(2, 64, 64), (3, 37, 41)])
+def test_video_model_fast_equals_plain(reference_models, length, height, width):
+    clip = torch.randn(1, length, 3, height, width, dtype=F64)
+    fast, slow = _both_paths(reference_models["video_model"], clip)
+    assert relative_error(fast, slow) < 1e-12
+
+
+def test_image_model_training_step_matches(reference_state_dict):
+    """Train-mode BatchNorm (batch statistics at full resolution) and all parameter gradients."""
+    weights = {k: v for k, v in reference_state_dict("image_model").items()
+               if not k.startswith("backbone.resnet.fc")}
+    frames = torch.randn(2, 3, 48, 48, dtype=F64)
+    target = torch.rand(2, 1, 48, 48, dtype=F64)
+    results = []
+    for exact in (True, False):
+        model = ImageModel().double()
+        model.load_state_dict(weights, strict=True)
+        set_exact_upsampled_conv(model, exact)
+        model.train()
+        torch.manual_seed(0)  # the same ASPP dropout mask
+        loss = F.binary_cross_entropy_with_logits(model(frames), target)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()},
+                        model.backbone.decoder.conv1.bn.running_var.clone()))
+    (loss_fast, grads_fast, var_fast), (loss_slow, grads_slow, var_slow) = results
+    assert relative_error(loss_fast, loss_slow) < 1e-12
+    assert relative_error(var_fast, var_slow) < 1e-12
+    for name, grad in grads_slow.items():
+        assert relative_error(grads_fast[name], grad) < 1e-9, name
