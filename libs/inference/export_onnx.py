@@ -7,7 +7,9 @@ The graph takes ImageNet-normalised frames, `frames` [B, 3, H, W] (image) or `cl
 [B, T, 3, H, W] (video), and returns saliency probabilities (the sigmoid of the logits),
 `saliency` [B, 1, H, W] or [B, T, 1, H, W]. It is exported with `torch.onnx.export`'s
 TorchScript tracer (`dynamo=False`) at opset `OPSET`. B, H and W are dynamic axes; T is fixed
-at `--clip-len`, since tracing unrolls the NER's ConvGRU over the clip's frames. The check runs
+at `--clip-len`, since tracing unrolls the NER's ConvGRU over the clip's frames. The decoder is
+exported in the release's resize-then-conv form (the factored form's bands depend on the frame
+size as Python numbers, which tracing would freeze). The check runs
 the exported file under onnxruntime's CPU provider and PyTorch on the same random inputs
 (at the export size and at other sizes and batches) and compares their 8-bit maps
 (`libs.evaluation.maps.probabilities_to_uint8`): the share of differing pixels and the
@@ -28,6 +30,7 @@ from torch import nn
 
 from libs.evaluation.maps import probabilities_to_uint8
 from libs.networks.builders import image_model, video_model
+from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.runtime.errors import UserError, one_line
 
 OPSET = 17
@@ -68,7 +71,11 @@ def build_model(kind: str, checkpoint: str | Path, output_stride: int = 16) -> n
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     builder = image_model if kind == "image" else video_model
-    return Saliency(builder(checkpoint, output_stride)).eval()
+    model = builder(checkpoint, output_stride)
+    # the factored decoder's interpolation bands depend on the frame size as Python numbers,
+    # which a traced graph would freeze: export the resize-then-conv form (the same values)
+    set_exact_upsampled_conv(model, False)
+    return Saliency(model).eval()
 
 
 def export(model: nn.Module, kind: str, path: str | Path, clip_len: int = 4, size: int = 448) -> None:
