@@ -190,31 +190,36 @@ def clip_batches(config: Path, size: int, clip_len: int, batch: int,
                               drop_last=training, generator=generator)
 
 
-def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, verbose: bool = True):
+def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, verbose: bool = True,
+                        device: torch.device | str = "cpu"):
     """A VideoModel trained for `steps` steps on the synthetic videos at `size` (cached).
 
     Random-initialised (no ImageNet weights offline), trained with its BatchNorm in training
-    mode so the running statistics become the data's, bf16 autocast to be quick; returned in
-    eval mode, float32. The point is realistic weights and activations, and confident maps
-    with soft boundaries, for measuring how far reduced precision moves the 8-bit output.
+    mode so the running statistics become the data's, bf16 autocast to be quick (where it is
+    native on `device`; float32 elsewhere); returned on `device` in eval mode, float32. The
+    point is realistic weights and activations, and confident maps with soft boundaries, for
+    measuring how far reduced precision moves the 8-bit output.
     """
     from libs.networks import VideoModel
     from libs.networks.weights import load_weights, save_weights
+    from libs.runtime.precision import native_bf16
 
+    device = torch.device(device)
     path = _cache[0] / f"video_synthetic_s{size}_n{steps}.pth"
     torch.manual_seed(0)
     model = VideoModel()
     if path.is_file():
         load_weights(model, path)
-        return model.eval()
+        return model.to(device).eval()
     config = synthetic_data()
-    model.train()
+    model.to(device).train()
+    bf16 = device.type == "cpu" or native_bf16(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     batches = clip_batches(config, size, clip_len=4, batch=1, training=True)
     start = time.perf_counter()
     for step in range(steps):
-        clips, labels = next(batches)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        clips, labels = (t.to(device) for t in next(batches))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(clips)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels)
         optimiser.zero_grad(set_to_none=True)
