@@ -8,7 +8,7 @@ from torch import nn
 
 from libs.networks.weights import model_from_checkpoint
 from libs.runtime.errors import UserError
-from libs.runtime.precision import resolve_precision
+from libs.runtime.precision import keep_float32_exact, resolve_precision
 from libs.runtime.session import resolve_device
 
 from .optimize import optimize_for_inference
@@ -38,6 +38,7 @@ class Predictor:
         if compile not in COMPILE_CHOICES:
             raise UserError(f"compile {compile!r}: expected one of {', '.join(COMPILE_CHOICES)}")
         self.precision = resolve_precision(precision, self.device)
+        keep_float32_exact(self.precision)
         self.kind = kind
         self.compile = compile
         self.model = model.to(self.device).eval()

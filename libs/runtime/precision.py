@@ -137,3 +137,12 @@ def describe(precision: str, device: torch.device | str, training: bool = False)
         return f"precision {resolved}"
     why = "no native bfloat16" if resolved == "fp32" else "native bfloat16"
     return f"precision {resolved} (auto: {why} on {device.type})"
+
+
+def keep_float32_exact(precision: str) -> None:
+    """With `fp32` or `mixed`, stop cuDNN and cuBLAS from running float32 convolutions and matrix
+    products in TF32 (PyTorch lets cuDNN do so by default, which keeps about 10 bits of mantissa
+    and so is not the release's float32); the reduced precisions leave PyTorch's defaults."""
+    if precision in ("fp32", "mixed"):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import UserError
-from .precision import autocast, resolve_precision
+from .precision import autocast, keep_float32_exact, resolve_precision
 
 
 @dataclass
@@ -126,6 +126,7 @@ def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | Non
     distributed = world_size > 1
     resolved = resolve_device(device, local_rank, distributed)
     precision = resolve_precision(precision, resolved, training=True)
+    keep_float32_exact(precision)
     if distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
