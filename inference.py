@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--evaluate needs a dataset split with ground truth, not --input")
         checkpoint = Path(args.checkpoint)
         if not checkpoint.is_file():
-            raise UserError(f"--checkpoint {checkpoint}: no such file (the release's video_best_model.pth "
-                              "goes in models/, see README)")
+            found = "a folder, not a file" if checkpoint.is_dir() else "no such file"
+            raise UserError(f"--checkpoint {checkpoint}: {found} (the release's video_best_model.pth "
+                            "goes in models/, see README)")
         predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device,
                                               precision=args.precision, compile=args.compile)
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",

@@ -117,7 +117,7 @@ def pair_results(
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise EvaluationError(f"results folder not found: {results_dir} (--results)")
+        raise EvaluationError(f"results folder not found: {results_dir}")
     frames = list_ground_truth(data_root, spec, split)
     folder = results_dir / spec.name
     index, files = _index_predictions(folder) if folder.is_dir() else ({}, [])

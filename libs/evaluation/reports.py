@@ -37,7 +37,7 @@ def method_names(results_dirs: Sequence[str | Path]) -> list[str]:
     parts = [Path(p).resolve().parts for p in results_dirs]
     if len(set(parts)) < len(parts):
         seen = [p for i, p in enumerate(parts) if p in parts[:i]][0]
-        raise EvaluationError(f"results folder {Path(*seen)} given twice (--results)")
+        raise EvaluationError(f"results folder {Path(*seen)} given twice (--results-folder)")
     for depth in range(1, max(len(p) for p in parts) + 1):
         names = ["/".join(p[-depth:]).lstrip("/") for p in parts]
         if len(set(names)) == len(names):
