@@ -89,6 +89,12 @@ def prepared(model: FGPLG, precision: str, flow_half: bool = False) -> Callable[
     return predict
 
 
+def auto(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
+    """generate_pseudo_labels.py's default: `fgplg_predictor` at precision auto (measured on first call)."""
+    predict = fgplg_predictor(model, "auto", "cpu", report=lambda line: print(line, file=sys.stderr))
+    return lambda inputs: predict(*inputs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
@@ -107,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = [
         Config("fp32 eager (release way)", faithful(model)),
         Config("fp32 + BN folded + channels-last", prepared(model, "fp32")),
-        Config("precision auto (generate_pseudo_labels.py's default, measured here)",
-               fgplg_predictor(model, "auto", "cpu", report=lambda line: print(line, file=sys.stderr))),
+        Config("precision auto (generate_pseudo_labels.py's default, measured here)", auto(model)),
         Config("bf16 autocast RCRNet, flow fp32", prepared(model, "bf16")),
         Config("bf16 autocast RCRNet and FlowNet2 (the release's --fp16 on CPU)",
                prepared(model, "bf16", flow_half=True)),

@@ -91,43 +91,51 @@ class Predictor:
             return runner(x)
         return runner(x.flatten(0, 1)).unflatten(0, x.shape[:2])
 
-    def _decide(self, what: str, candidates: dict[str, nn.Module], baseline: str,
-                x: torch.Tensor) -> tuple[str, torch.Tensor | None]:
-        """The measured choice among `candidates` on `x` and, when measured now, its output on `x`."""
+    def _decide(self, what: str, builders: dict[str, Callable[[], nn.Module]], baseline: str,
+                x: torch.Tensor) -> tuple[nn.Module, torch.Tensor | None]:
+        """The measured choice among `builders`' models on `x` (each built only when first run, so a
+        cached decision builds the chosen one alone) and, when measured now, its output on `x`."""
+        built: dict[str, nn.Module] = {}
         outputs: dict[str, torch.Tensor] = {}
+
+        def get(name: str) -> nn.Module:
+            if name not in built:
+                built[name] = builders[name]()
+            return built[name]
 
         def call(name: str) -> Callable[[], None]:
             def run() -> None:
-                outputs[name] = self._call(candidates[name], x)
+                outputs[name] = self._call(get(name), x)
             return run
 
-        decision = measured_choice(f"{what} {self.kind} {tuple(x.shape)}", {n: call(n) for n in candidates},
+        decision = measured_choice(f"{what} {self.kind} {tuple(x.shape)}", {n: call(n) for n in builders},
                                    baseline, self.device)
         self.decisions.append(decision)
         if self.report is not None:
             self.report(f"{what}: {decision.describe()}")
-        return decision.choice, outputs.get(decision.choice)
+        return get(decision.choice), outputs.get(decision.choice)
 
     def _build(self, x: torch.Tensor) -> torch.Tensor | None:
         """Build what is called (measuring where `auto` asks); returns the output on `x` if computed."""
         output = None
         if self.auto:
-            candidates = {name: self.model if options is None else
-                          prepare_model(self.model, "fp32", self.device, **options)
-                          for name, options in AUTO_CANDIDATES.items()}
-            self.chosen, output = self._decide("precision auto", candidates, PLAIN, x)
-            runner = candidates[self.chosen]
+            builders = {name: (lambda o=options: self.model if o is None else
+                               prepare_model(self.model, "fp32", self.device, **o))
+                        for name, options in AUTO_CANDIDATES.items()}
+            runner, output = self._decide("precision auto", builders, PLAIN, x)
+            self.chosen = self.decisions[-1].choice
             options = AUTO_CANDIDATES[self.chosen] or {"fold_bn": False, "channels_last": False}
         else:
             runner = optimize_for_inference(self.model, self.precision, self.device)
             options = {}
         if self.compile == "auto" and self._frames >= COMPILE_MIN_FRAMES:
-            compiled = prepare_model(self.model, self.precision, self.device, compile=True, **options)
-            choice, compiled_output = self._decide("compile auto", {"eager": runner, "compiled": compiled},
-                                                   "eager", x)
-            self.compile = "on" if choice == "compiled" else "off"
+            eager = runner
+            runner, compiled_output = self._decide(
+                "compile auto", {"eager": lambda: eager, "compiled": lambda: prepare_model(
+                    self.model, self.precision, self.device, compile=True, **options)}, "eager", x)
+            self.compile = "on" if self.decisions[-1].choice == "compiled" else "off"
             if self.compiled:
-                runner, output = compiled, compiled_output
+                output = compiled_output
         elif self.compile == "on":
             runner = prepare_model(self.model, self.precision, self.device, compile=True, **options)
             output = None

@@ -88,22 +88,28 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
             fast = None if precision == "fp32" else prepare_model(model, precision, device).model
             runs.append(plain if fast is None else prepared(fast, precision))
             return None
-        candidates = {name: plain if options is None else prepared(
-            prepare_model(model, "fp32", device, **options).model, "fp32")
-            for name, options in AUTO_CANDIDATES.items()}
+        candidates: dict[str, Callable[..., Tensor]] = {}
         outputs: dict[str, Tensor] = {}
+
+        def get(name: str) -> Callable[..., Tensor]:
+            """Candidate `name`, built when first run (a cached decision builds the chosen one alone)."""
+            options = AUTO_CANDIDATES[name]
+            if name not in candidates:
+                candidates[name] = plain if options is None else prepared(
+                    prepare_model(model, "fp32", device, **options).model, "fp32")
+            return candidates[name]
 
         def call(name: str) -> Callable[[], None]:
             def run() -> None:
-                outputs[name] = candidates[name](*inputs)
+                outputs[name] = get(name)(*inputs)
             return run
 
         shape = tuple(inputs[0].shape)
-        decision = measured_choice(f"precision auto FGPLG {shape}", {n: call(n) for n in candidates}, PLAIN,
-                                   device)
+        decision = measured_choice(f"precision auto FGPLG {shape}", {n: call(n) for n in AUTO_CANDIDATES},
+                                   PLAIN, device)
         if report is not None:
             report(f"precision auto: {decision.describe()}")
-        runs.append(candidates[decision.choice])
+        runs.append(get(decision.choice))
         return outputs.get(decision.choice)
 
     def predict(frame: Tensor, frame_l: Tensor, frame_r: Tensor, label_l: Tensor, label_r: Tensor) -> Tensor:
