@@ -23,9 +23,8 @@ from libs.cli import (
 )
 from libs.datasets.splits import PSEUDO_LABEL_SETS, parse_dataset_splits
 from libs.inference.pseudo_labels import PseudoLabelOptions, generate_pseudo_labels
-from libs.runtime.allocator import reuse_freed_memory
 from libs.runtime.errors import UserError
-from libs.runtime.precision import INFERENCE_PRECISION_CHOICES
+from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import setup_runtime
 
 PROG = "generate_pseudo_labels.py"
@@ -77,11 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "(a baseline; --checkpoint is not read)")
     add_flow_arguments(parser, None, "NVIDIA's FlowNet2 weights: for --warp-only with flownet2, or "
                                      "--force-flow of a DIS-trained FGPLG onto flownet2")
-    add_runtime_arguments(parser, INFERENCE_PRECISION_CHOICES, (
-        "FGPLG's saliency network: auto (the default: mixed where bfloat16 is native, i.e. CPUs with AMX or "
-        "AVX512-BF16 and CUDA GPUs of compute capability 8+; else fp32), fp32 (the release's float32, "
-        "exactly), mixed (float32 with the full-resolution decoder in bfloat16, checked against float32), "
-        "bf16 or fp16 (autocast everywhere: fastest, further from fp32); the flow follows --fp16"))
+    add_runtime_arguments(parser, PRECISION_CHOICES, (
+        "FGPLG's saliency network: auto (the default: float32, with BatchNorm folding and channels-last "
+        "where they measure faster on this machine, decided on the first label and cached in "
+        "~/.cache/rcrnet/), fp32 (the release's float32, the model as it is), bf16 or fp16 (autocast "
+        "everywhere: faster where bfloat16 is native, far from fp32); the flow follows --fp16"))
     return parser
 
 
@@ -130,5 +129,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    reuse_freed_memory()  # a process of its own: keep freed activations mapped (libs.runtime.allocator)
     sys.exit(main())

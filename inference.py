@@ -12,9 +12,8 @@ from pathlib import Path
 from libs.cli import ArgumentParser, add_data_arguments, add_model_arguments, positive_int, run_cli
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
 from libs.inference.predictor import COMPILE_CHOICES, COMPILE_MIN_FRAMES
-from libs.runtime.allocator import reuse_freed_memory
 from libs.runtime.errors import UserError
-from libs.runtime.precision import INFERENCE_PRECISION_CHOICES
+from libs.runtime.precision import PRECISION_CHOICES
 
 PROG = "inference.py"
 
@@ -59,17 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    runtime.add_argument("--precision", default="auto", choices=INFERENCE_PRECISION_CHOICES,
-                         help="auto (the default: mixed where bfloat16 is native, i.e. CPUs with AMX or "
-                              "AVX512-BF16 and CUDA GPUs of compute capability 8+; else fp32), fp32 (the "
-                              "release's float32, exactly), mixed (float32 with the full-resolution decoder "
-                              "in bfloat16, checked against float32: maps within 2 levels of fp32's), bf16 "
-                              "or fp16 (autocast everywhere: fastest, further from fp32); see README, "
-                              "Performance")
+    runtime.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                         help="auto (the default: float32, with BatchNorm folding and channels-last where "
+                              "they measure faster on this machine, decided on the first batch and cached "
+                              "in ~/.cache/rcrnet/), fp32 (the release's float32, the model as it is), "
+                              "bf16 or fp16 (autocast everywhere: faster where bfloat16 is native, far from "
+                              "fp32); see README, Performance")
     runtime.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
-                         help="torch.compile the model: on, off, or auto (on for runs of at least "
-                              f"{COMPILE_MIN_FRAMES} frames, where it pays for its compile time; never "
-                              "with fp32)")
+                         help="torch.compile the model: on, off, or auto (for runs of at least "
+                              f"{COMPILE_MIN_FRAMES} frames: compiled where it measures faster)")
     return parser
 
 
@@ -85,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--checkpoint {checkpoint}: {found} (the release's video_best_model.pth "
                             "goes in models/, see README)")
         predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device,
-                                              precision=args.precision, compile=args.compile)
+                                              precision=args.precision, compile=args.compile,
+                                              report=lambda line: print(line, flush=True))
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",
               flush=True)
         options = InferenceOptions(results_folder=Path(args.results_folder), size=args.size,
@@ -107,7 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # A process of its own: let freed activations be reused rather than unmapped and faulted in
-    # again on every forward pass (libs.runtime.allocator; ~10-30% faster on a CPU).
-    reuse_freed_memory()
     sys.exit(main())

@@ -4,8 +4,8 @@ synthetic video of 448x448 frames, measured in one run.
 Rows, timed in alternation over `--rounds` rounds:
 - model only, the faithful float32 eager path (the release's way: `torch.no_grad`, a list of
   frames), on frames already decoded, resized and normalised in memory;
-- model only, the configuration `inference.py` picks by default on this machine, with freed
-  memory reused as inference.py does (`libs.runtime.allocator`);
+- model only, the configuration `inference.py` picks by default on this machine
+  (`--precision auto`, measured on the first clip);
 - `inference.py --precision fp32` and `inference.py` with its defaults, each a fresh process
   over the folder of frames: reading, resizing, the model, PNG writing. Its own run time
   (what it prints: from building the source to the last PNG) and the process's wall time
@@ -22,6 +22,7 @@ configuration (target: at least 80%); the speed-up is over the faithful model-on
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import shutil
 import subprocess
@@ -43,9 +44,8 @@ from _common import (
     trained_video_model,
 )
 
-from libs.inference.optimize import optimize_for_inference
-from libs.runtime.allocator import reuse_freed_memory
-from libs.runtime.precision import resolve_precision
+from libs.inference import Predictor
+from libs.networks import set_exact_upsampled_conv
 
 
 def video_frames(cache: Path, size: int, frames: int) -> Path:
@@ -102,13 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     folder = video_frames(cache, args.size, args.frames)
     clips = load_clips(folder, args.size, args.clip_len)
     frames = clips.shape[0] * clips.shape[1]
-    precision = resolve_precision("auto", "cpu")
-    fast = optimize_for_inference(model, precision, "cpu", compile=args.compile == "on")
+    fast = Predictor(model, "cpu", precision="auto", compile="on" if args.compile == "on" else "off",
+                     report=lambda line: print(line, file=sys.stderr))
+    fast(clips[:1])
+
+    release = copy.deepcopy(model)
+    set_exact_upsampled_conv(release, False)  # the release's resize-then-convolve decoder
 
     def faithful() -> None:
         with torch.no_grad():
             for clip in clips.unbind(0):
-                model(list(clip[None].unbind(1)))
+                release(list(clip[None].unbind(1)))
 
     def default() -> None:
         for clip in clips.unbind(0):
@@ -123,15 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     default_flags = [] if args.compile == "auto" else ["--compile", args.compile]
-    def default_before() -> None:
-        reuse_freed_memory(True)  # as inference.py does in its own process
-        fast(clips[:1])
-
     rows = [
-        Row("model only, fp32 eager (release way)", faithful, frames, [],
-            before=lambda: reuse_freed_memory(False)),
-        Row(f"model only, default ({precision}, freed memory reused)", default, frames, [],
-            before=default_before),
+        Row("model only, fp32 eager (release way)", faithful, frames, []),
+        Row(f"model only, default (precision auto: {fast.chosen})", default, frames, []),
         Row("inference.py --precision fp32", script("fp32", ["--precision", "fp32"]), frames, []),
         Row("inference.py (defaults)", script("default", default_flags), frames, []),
     ]

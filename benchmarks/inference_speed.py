@@ -1,7 +1,8 @@
 """VideoModel inference speed at 448x448 (clips of 4 frames) and each configuration's deviation
 from float32, measured in one run.
 
-Rows: the faithful float32 eager path (the release's way: `torch.no_grad`, a list of frames),
+Rows: the faithful float32 eager path (the release's way: its resize-then-convolve decoder,
+`torch.no_grad`, a list of frames), our float32 model as it is (the factored decoder),
 the release's frame-by-frame backbone loop, `torch.inference_mode`, channels-last, BatchNorm
 folding, bf16 and fp16 autocast, float32 islands, several clips per batch and
 `torch.compile`, alone and combined. Times are medians over `--rounds` interleaved rounds
@@ -21,6 +22,7 @@ than 2 levels.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from collections.abc import Callable
@@ -42,10 +44,8 @@ from _common import (
     trained_video_model,
 )
 
-from libs.inference.checked_decoder import CheckedDecoder
 from libs.inference.optimize import prepare_model
-from libs.runtime.allocator import reuse_freed_memory
-from libs.runtime.precision import native_bf16
+from libs.networks import set_exact_upsampled_conv
 
 
 @dataclass
@@ -55,16 +55,18 @@ class Config:
     name: str
     predict: Callable[[torch.Tensor], torch.Tensor]
     clips_per_batch: int = 1
-    reuse_memory: bool = False  # glibc keeps freed blocks (libs.runtime.allocator)
     setup_seconds: float = 0.0
 
     def __call__(self, clips: torch.Tensor) -> torch.Tensor:
-        reuse_freed_memory(self.reuse_memory)
         return self.predict(clips)
 
 
-def release_way(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call)."""
+def release_way(model: torch.nn.Module, exact_decoder: bool = False) -> Callable[[torch.Tensor],
+                                                                             torch.Tensor]:
+    """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call);
+    the release's resize-then-convolve decoder unless `exact_decoder`."""
+    model = copy.deepcopy(model)
+    set_exact_upsampled_conv(model, exact_decoder)
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -119,6 +121,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     """The rows, faithful float32 first."""
     configs = [
         Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
+        Config("fp32 eager, factored decoder (--precision fp32)", release_way(model, exact_decoder=True)),
         Config("fp32, frame-by-frame backbone (release loop)", frame_by_frame(model)),
         Config("fp32 + inference_mode", plain(model, "fp32")),
         Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
@@ -128,11 +131,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
         Config("bf16 + channels_last + BN folded", prepared(model, "bf16")),
         Config("bf16 + channels_last + BN folded, decoder in fp32",
                prepared(model, "bf16", float32_modules=["backbone.decoder"])),
-        Config("mixed: fp32 + channels_last + BN folded, checked bf16 decoder", prepared(model, "mixed")),
-        Config("  same, 2 clips per batch", prepared(model, "mixed"), clips_per_batch=2),
-        Config("fp32 (release) + freed memory reused", release_way(model), reuse_memory=True),
-        Config("mixed + freed memory reused (inference.py's default)", prepared(model, "mixed"),
-               reuse_memory=True),
+        Config("  same, 2 clips per batch", prepared(model, "fp32"), clips_per_batch=2),
     ]
     why_not = fp16_works()
     if why_not is None:
@@ -143,14 +142,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
         configs += [
             Config("torch.compile fp32 (+ channels_last + BN folded)", prepared(model, "fp32", compile=True)),
             Config("torch.compile bf16 (+ channels_last + BN folded)", prepared(model, "bf16", compile=True)),
-            Config("torch.compile mixed", prepared(model, "mixed", compile=True)),
-            Config("torch.compile mixed + freed memory reused (default of long runs)",
-                   prepared(model, "mixed", compile=True), reuse_memory=True),
-            Config("torch.compile bf16 + freed memory reused", prepared(model, "bf16", compile=True),
-                   reuse_memory=True),
         ]
-    if not native_bf16("cpu"):
-        print("note: this CPU has no native bfloat16; bf16 rows are emulated and slow", file=sys.stderr)
     return configs
 
 
@@ -179,10 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.cat([lab for _, lab in samples])
 
     configs = build_configs(model, args)
-    checked = CheckedDecoder(model.backbone.decoder)
-    reports: list[dict[str, float]] = []
-    hook = model.backbone.decoder.register_forward_pre_hook(
-        lambda module, inputs: reports.append(checked.error_report(inputs[0])))
     # the first call (compilation, where any), then the deviation from float32 over every clip
     reference: torch.Tensor | None = None
     deviations: dict[str, Deviation] = {}
@@ -193,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         probs = torch.cat([cfg(batch_of(clips, i, cfg.clips_per_batch))
                            for i in range(0, len(clips), cfg.clips_per_batch)])[: len(clips)]
         if reference is None:
-            hook.remove()
             reference = probs
             soft = ((probs > 0.02) & (probs < 0.98)).float().mean().item()
             print(f"trained model, float32: MAE {(probs - labels).abs().mean().item():.4f} on {len(clips)} "
@@ -202,14 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {cfg.name}: first call {cfg.setup_seconds:.1f} s, deviation "
               f"{deviations[cfg.name].describe()}", file=sys.stderr, flush=True)
 
-    def before(cfg: Config) -> None:
-        """Switch the allocator mode untimed; with freed memory reused, warm the heap up first."""
-        reuse_freed_memory(cfg.reuse_memory)
-        if cfg.reuse_memory:
-            cfg(batch_of(clips, 0, cfg.clips_per_batch))
-
     rows = [Row(cfg.name, (lambda c=cfg: c.predict(batch_of(clips, 0, c.clips_per_batch))),
-                cfg.clips_per_batch * args.clip_len, [], before=(lambda c=cfg: before(c))) for cfg in configs]
+                cfg.clips_per_batch * args.clip_len, []) for cfg in configs]
     time_interleaved(rows, args.rounds, warmup=0)
     base = rows[0].rate
     table = []
@@ -221,10 +202,6 @@ def main(argv: list[str] | None = None) -> int:
            f"median of {args.rounds} interleaved rounds",
            ["configuration", "frames/s", "speed-up", "pixels differing / max levels", "within tolerance",
             "first call (s)"], table)
-    worst = max(r["max_error_in_sigmas"] for r in reports)
-    share = sum(r["recomputed"] for r in reports) / len(reports)
-    print(f"\nchecked bf16 decoder: largest logit error {worst:.2f} estimated sigmas "
-          f"(margin: z = {checked.z:g}); {100 * share:.1f}% of the pixels recomputed in float32")
     return 0
 
 

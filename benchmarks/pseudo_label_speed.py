@@ -39,8 +39,8 @@ from _common import (
 from torch import nn
 
 from libs.inference.optimize import inference_context, prepare_model
+from libs.inference.pseudo_labels import fgplg_predictor
 from libs.networks.fgplg import FGPLG
-from libs.runtime.allocator import reuse_freed_memory
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -64,11 +64,9 @@ def generator_from(video_model: nn.Module) -> FGPLG:
 class Config:
     name: str
     predict: Callable[[Inputs], torch.Tensor]
-    reuse_memory: bool = False
     setup_seconds: float = 0.0
 
     def __call__(self, inputs: Inputs) -> torch.Tensor:
-        reuse_freed_memory(self.reuse_memory)
         return self.predict(inputs)
 
 
@@ -91,6 +89,12 @@ def prepared(model: FGPLG, precision: str, flow_half: bool = False) -> Callable[
     return predict
 
 
+def auto(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
+    """generate_pseudo_labels.py's default: `fgplg_predictor` at precision auto (measured on first call)."""
+    predict = fgplg_predictor(model, "auto", "cpu", report=lambda line: print(line, file=sys.stderr))
+    return lambda inputs: predict(*inputs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
@@ -108,9 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         samples.append((clip[:, 1], clip[:, 0], clip[:, 2], labels[:, 0], labels[:, 2]))
     configs = [
         Config("fp32 eager (release way)", faithful(model)),
-        Config("mixed: flow fp32, RCRNet fp32 + checked bf16 decoder", prepared(model, "mixed")),
-        Config("mixed + freed memory reused (generate_pseudo_labels.py's default)", prepared(model, "mixed"),
-               reuse_memory=True),
+        Config("fp32 + BN folded + channels-last", prepared(model, "fp32")),
+        Config("precision auto (generate_pseudo_labels.py's default, measured here)", auto(model)),
         Config("bf16 autocast RCRNet, flow fp32", prepared(model, "bf16")),
         Config("bf16 autocast RCRNet and FlowNet2 (the release's --fp16 on CPU)",
                prepared(model, "bf16", flow_half=True)),
@@ -124,14 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = probs if reference is None else reference
         deviations[cfg.name] = deviation(reference, probs)
         print(f"  {cfg.name}: deviation {deviations[cfg.name].describe()}", file=sys.stderr, flush=True)
-    def before(cfg: Config) -> None:
-        """Switch the allocator mode untimed; with freed memory reused, warm the heap up first."""
-        reuse_freed_memory(cfg.reuse_memory)
-        if cfg.reuse_memory:
-            cfg(samples[0])
-
-    rows = [Row(cfg.name, (lambda c=cfg: c.predict(samples[0])), 1, [], before=(lambda c=cfg: before(c)))
-            for cfg in configs]
+    rows = [Row(cfg.name, (lambda c=cfg: c.predict(samples[0])), 1, []) for cfg in configs]
     time_interleaved(rows, args.rounds, args.warmup)
     base = rows[0].rate
     table = [[cfg.name, f"{row.rate:.3f}", f"{row.rate / base:.2f}x", deviations[cfg.name].describe(),

@@ -1,5 +1,6 @@
-"""VideoModel training step time and peak memory: float32 against bf16 autocast, each with and
-without channels-last, measured in one run.
+"""VideoModel training step time and peak memory: float32 with the release's decoder, float32 with
+the factored decoder (the default) and bf16 autocast, with and without channels-last, measured in
+one run.
 
 A step is the video recipe's (the release's train.py): train mode with the backbone's BatchNorm frozen,
 forward over one clip, the sum over frames of BCE-with-logits (in float32), backward, Adam.
@@ -25,22 +26,27 @@ import torch.nn.functional as F
 from _common import Row, add_common_arguments, machine, report, setup, time_interleaved
 
 from libs.inference.optimize import to_channels_last
-from libs.networks import VideoModel
+from libs.networks import VideoModel, set_exact_upsampled_conv
 from libs.runtime.precision import autocast
 
+# name -> (precision, channels-last, factored decoder)
 CONFIGS = {
-    "fp32": ("fp32", False),
-    "fp32 + channels_last": ("fp32", True),
-    "bf16 autocast": ("bf16", False),
-    "bf16 autocast + channels_last": ("bf16", True),
+    "fp32, release decoder (resize then conv)": ("fp32", False, False),
+    "fp32": ("fp32", False, True),
+    "fp32 + channels_last": ("fp32", True, True),
+    "bf16 autocast": ("bf16", False, True),
+    "bf16 autocast + channels_last": ("bf16", True, True),
 }
 MIB = 2**20
 
 
-def make_step(precision: str, channels_last: bool, size: int, clip_len: int, batch: int, device: str):
-    """A closure doing one training step of a fresh VideoModel (seeded) on a fixed random clip."""
+def make_step(precision: str, channels_last: bool, exact_decoder: bool, size: int, clip_len: int, batch: int,
+              device: str):
+    """A closure doing one training step of a fresh VideoModel (seeded) on a fixed random clip;
+    `exact_decoder` False: the release's resize-then-convolve decoder."""
     torch.manual_seed(0)
     model = VideoModel().to(device)
+    set_exact_upsampled_conv(model, exact_decoder)
     model.train()
     model.freeze_bn()
     if channels_last:
@@ -87,8 +93,7 @@ def _peak_rss() -> int:
 
 def measure_memory(name: str, args: argparse.Namespace) -> float:
     """Peak memory (MiB) of two training steps of configuration `name`, in this process."""
-    precision, channels_last = CONFIGS[name]
-    step = make_step(precision, channels_last, args.size, args.clip_len, args.batch, args.device)
+    step = make_step(*CONFIGS[name], args.size, args.clip_len, args.batch, args.device)
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -208,9 +208,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser,
                             "takes cuda:LOCAL_RANK")
     group.add_argument("--precision", default="auto", choices=precision_choices,
                        help=precision_help or (
-                           "auto (bf16 autocast + channels-last where bfloat16 is native: CPUs with AMX or "
-                           "AVX512-BF16, CUDA GPUs of compute capability 8+; else fp32), fp32 (the "
-                           "release's float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
+                           "auto (the fastest of fp32, fp32 + channels-last and bf16 autocast + "
+                           "channels-last, timed on one training step of the first batch and cached in "
+                           "~/.cache/rcrnet/; fp32 unless another is clearly faster), fp32 (the release's "
+                           "float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
     group.add_argument("--seed", type=int, default=None,
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
                             "(default: a random seed, printed and kept in the resume file)")

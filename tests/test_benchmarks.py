@@ -21,6 +21,12 @@ def load(name: str):
     return module
 
 
+@pytest.fixture(autouse=True)
+def decision_cache(monkeypatch, tmp_path):
+    """`precision auto`'s measurements go to a cache of the test's own."""
+    monkeypatch.setenv("RCRNET_CACHE_DIR", str(tmp_path / "decisions"))
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     """Synthetic data and a one-step benchmark model, shared by the smoke runs."""
@@ -37,7 +43,7 @@ def test_inference_speed(cache, capsys):
     assert load("inference_speed").main(argv) == 0
     out = capsys.readouterr().out
     assert "| fp32 eager, no_grad, list of frames (release) |" in out
-    assert "checked bf16 decoder" in out
+    assert "| fp32 eager, factored decoder (--precision fp32) |" in out
 
 
 @pytest.mark.slow
@@ -46,6 +52,7 @@ def test_train_speed(capsys):
     assert load("train_speed").main(argv) == 0
     out = capsys.readouterr().out
     assert "| bf16 autocast + channels_last |" in out
+    assert "| fp32, release decoder (resize then conv) |" in out
 
 
 @pytest.mark.slow
@@ -65,3 +72,16 @@ def test_pseudo_label_speed(cache, capsys):
     out = capsys.readouterr().out
     assert "| fp32 eager (release way) |" in out
     assert "generate_pseudo_labels.py's default" in out
+
+
+@pytest.mark.slow
+def test_vs_release_without_the_release(capsys):
+    """Without --release-dir: our two inference.py runs and the model-only row, the release left out."""
+    davis = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS2016-sample"
+    if not davis.is_dir():
+        pytest.skip(f"no DAVIS sample at {davis}")
+    argv = ["--videos", "car-shadow", "--frames", "4", "--size", "32", "--rounds", "1"]
+    assert load("vs_release").main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| our inference.py (defaults) |" in out
+    assert "release inference.py: left out (no --release-dir given)" in out

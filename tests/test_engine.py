@@ -260,3 +260,46 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert best_model_path(folder, "tiny").is_file() and resume_path(folder, "tiny").is_file()
     state = torch.load(resume_path(folder, "tiny"), weights_only=True)
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+
+
+@pytest.mark.parametrize("winner, precision, channels_last", [
+    ("fp32", "fp32", False),
+    ("fp32 + channels-last", "fp32", True),
+    ("bf16 autocast + channels-last", "bf16", True),
+])
+def test_training_auto_precision_is_the_measured_choice(tmp_path, monkeypatch, capsys, winner, precision,
+                                                        channels_last):
+    """`--precision auto` for training: resolved to fp32, then the trainer times each candidate's step
+    (a fake clock makes `winner` the fastest) and trains with the choice, weights untouched."""
+    from libs.engine import trainer as trainer_module
+    from libs.runtime import calibration
+
+    monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path / "cache"))
+    real = calibration.measured_choice
+
+    def rigged(what, candidates, baseline, device="cpu", **kwargs):
+        order: list[str] = []
+        timed = {name: (lambda n=name, run=run: (order.append(n), run())) for name, run in candidates.items()}
+        clock = [0.0, False]
+
+        def timer() -> float:
+            if clock[1]:
+                clock[0] += 0.1 if order[-1] == winner else 1.0
+            clock[1] = not clock[1]
+            return clock[0]
+
+        return real(what, timed, baseline, device, timer=timer)
+
+    monkeypatch.setattr(trainer_module, "measured_choice", rigged)
+    runtime = cpu_runtime(0, "auto")
+    assert runtime.precision == "fp32" and runtime.auto_precision
+    torch.manual_seed(123)
+    task = TinyTask(TinyNet())
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    config = TrainConfig(save_folder=tmp_path / "run", epochs=1, lr=1e-2, batch_size=4, num_workers=0,
+                         progress=False, tensorboard=False)
+    trainer = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1))
+    assert runtime.precision == precision
+    assert trainer.module.conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert all(torch.equal(before[k], v) for k, v in task.model.state_dict().items())
+    assert f"precision auto: {winner}" in capsys.readouterr().out

@@ -1,5 +1,7 @@
-"""Precision selection (hardware detection mocked) and the inference optimisations."""
+"""Precision selection (`auto`'s measured decisions, with a fake clock) and the inference optimisations."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -7,48 +9,96 @@ import torch
 from PIL import Image
 from torch import nn
 
-from libs.inference.checked_decoder import CheckedDecoder
+from libs.inference import predictor as predictor_module
 from libs.inference.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
+from libs.inference.predictor import AUTO_CANDIDATES
 from libs.networks import ImageModel, VideoModel
-from libs.runtime import precision
+from libs.runtime import calibration
 from libs.runtime.precision import PrecisionError, autocast_dtype, resolve_precision
 
 
-@pytest.fixture
-def cpu_bf16(monkeypatch):
-    """`cpu_bf16(True/False)` makes the CPU probe report native bfloat16 or not."""
-
-    def set_native(native: bool) -> None:
-        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
-
-    return set_native
+@pytest.fixture(autouse=True)
+def decision_cache(monkeypatch, tmp_path):
+    """Every test measures afresh, with a cache of its own."""
+    monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / calibration.CACHE_FILE
 
 
-@pytest.mark.parametrize("native, inference, training", [(True, "mixed", "bf16"), (False, "fp32", "fp32")])
-def test_auto_follows_cpu_bf16(cpu_bf16, native, inference, training):
-    cpu_bf16(native)
-    assert resolve_precision("auto", "cpu") == inference
-    assert resolve_precision("auto", "cpu", training=True) == training
-    for explicit in ("fp32", "bf16", "fp16", "mixed"):
+def fake_timer(seconds: dict[str, float], order: list[str]) -> Callable[[], float]:
+    """A clock that advances by `seconds[name]` across each call of candidate `name`, the
+    candidates' names being appended to `order` as they run."""
+    clock = [0.0]
+    started = [False]
+
+    def timer() -> float:
+        if started[0]:
+            clock[0] += seconds[order[-1]]
+        started[0] = not started[0]
+        return clock[0]
+
+    return timer
+
+
+def candidates_of(order: list[str], names: list[str]) -> dict[str, Callable[[], None]]:
+    return {name: (lambda n=name: order.append(n)) for name in names}
+
+
+def test_auto_is_float32_whatever_the_hardware(monkeypatch):
+    for capability in ((9, 0), (7, 5)):  # no GPU capability or CPU flag decides it any more
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert resolve_precision("auto", "cpu") == "fp32"
+        assert resolve_precision("auto", "cpu", training=True) == "fp32"
+    for explicit in ("fp32", "bf16", "fp16"):
         assert resolve_precision(explicit, "cpu") == explicit
 
 
-@pytest.mark.parametrize("capability, native", [((8, 0), True), ((9, 0), True), ((7, 5), False)])
-def test_auto_follows_cuda_capability(monkeypatch, capability, native):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert resolve_precision("auto", "cuda") == ("mixed" if native else "fp32")
-    assert resolve_precision("auto", "cuda", training=True) == ("bf16" if native else "fp32")
+def test_time_alternately_rotates_the_order():
+    order: list[str] = []
+    times = calibration.time_alternately(candidates_of(order, ["a", "b", "c"]), rounds=3, warmup=1,
+                                         timer=fake_timer({"a": 1.0, "b": 2.0, "c": 3.0}, order))
+    assert order == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert times == {"a": [1.0] * 3, "b": [2.0] * 3, "c": [3.0] * 3}
 
 
-def test_cpu_probe_falls_back_to_cpuinfo_flags(monkeypatch):
-    monkeypatch.setattr(precision, "_torch_cpu_check", lambda name: None)
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx512f", "amx_bf16", "amx_tile"}))
-    assert precision.cpu_has_native_bf16()
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
-    assert not precision.cpu_has_native_bf16()
-    monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
-    assert precision.cpu_has_native_bf16()
+@pytest.mark.parametrize("seconds, choice", [
+    ({"fp32": 1.0, "x": 0.5, "y": 0.8}, "x"),     # clearly faster: chosen
+    ({"fp32": 1.0, "x": 0.97, "y": 0.99}, "fp32"),  # within the margin: plain fp32
+    ({"fp32": 1.0, "x": 1.5, "y": 2.0}, "fp32"),    # slower: never chosen
+])
+def test_pick_fastest_is_never_slower_than_the_baseline(seconds, choice):
+    times = {name: [t, t * 1.01] for name, t in seconds.items()}
+    decision = calibration.pick_fastest(times, "fp32")
+    assert decision.choice == choice
+    assert decision.ratios["fp32"] == pytest.approx(1.0)
+    assert decision.ratios["x"] == pytest.approx(seconds["fp32"] / seconds["x"])
+    assert choice in decision.describe()
+
+
+def test_measured_choice_is_cached_per_machine(decision_cache):
+    order: list[str] = []
+    timer = fake_timer({"fp32": 1.0, "fast": 0.5}, order)
+    first = calibration.measured_choice("what", candidates_of(order, ["fp32", "fast"]), "fp32", timer=timer)
+    assert first.choice == "fast" and not first.cached and decision_cache.is_file()
+    runs = len(order)
+    again = calibration.measured_choice("what", candidates_of(order, ["fp32", "fast"]), "fp32", timer=timer)
+    assert again.choice == "fast" and again.cached and len(order) == runs  # nothing run again
+    assert "cached" in again.describe()
+    # another input (key) or a choice no longer offered: measured again
+    other = calibration.measured_choice("other", candidates_of(order, ["fp32", "slow"]), "fp32",
+                                        timer=fake_timer({"fp32": 1.0, "slow": 3.0}, order))
+    assert other.choice == "fp32" and not other.cached
+    assert calibration.cached_decision(calibration.machine_key("cpu", "what"), ["fp32", "else"]) is None
+    with pytest.raises(ValueError):
+        calibration.measured_choice("what", candidates_of(order, ["a"]), "fp32")
+
+
+def test_unreadable_cache_only_costs_a_measurement(decision_cache):
+    decision_cache.parent.mkdir(parents=True)
+    decision_cache.write_text("not json")
+    order: list[str] = []
+    decision = calibration.measured_choice("what", candidates_of(order, ["fp32", "fast"]), "fp32",
+                                           timer=fake_timer({"fp32": 1.0, "fast": 0.1}, order))
+    assert decision.choice == "fast"
 
 
 def test_precision_names_and_errors():
@@ -62,14 +112,12 @@ def test_precision_names_and_errors():
     with pytest.raises(PrecisionError):
         autocast_dtype("auto")
     with pytest.raises(PrecisionError):
-        resolve_precision("mixed", "cpu", training=True)
+        resolve_precision("mixed", "cpu")  # the retired checked-decoder precision
 
 
-def test_fp32_is_the_model_itself(cpu_bf16):
-    cpu_bf16(True)
+def test_fp32_is_the_model_itself():
     model = ImageModel().eval()
     assert optimize_for_inference(model, "fp32", "cpu") is model
-    cpu_bf16(False)
     assert optimize_for_inference(model, "auto", "cpu") is model
 
 
@@ -113,95 +161,72 @@ def test_bf16_autocast_and_float32_islands():
     assert (out - expected).abs().max() < 0.05 * expected.abs().max()
 
 
-def _trained_like_decoder(seed: int = 0) -> nn.Module:
-    """An RCRNet decoder with BatchNorm statistics and a logit conv that cancels like a trained one."""
-    torch.manual_seed(seed)
-    decoder = ImageModel().backbone.decoder.eval()
-    bn = decoder.conv1.bn
-    bn.running_mean.uniform_(-0.2, 0.2)
-    bn.running_var.uniform_(0.5, 2.0)
-    decoder.conv1.conv.weight.data.normal_(0, 0.05)
-    decoder.conv2.weight.data.normal_(0, 1.0)
-    return decoder
-
-
-def test_checked_decoder_matches_float32_in_8_bits():
-    decoder = _trained_like_decoder()
-    checked = CheckedDecoder(decoder)
-    x = torch.relu(torch.randn(2, 128, 40, 48)) * 3
-    with torch.no_grad():
-        expected = decoder(x)
-        logits, bound = checked.dense(x)
-        got = checked(x)
-    assert got.dtype == torch.float32 and got.shape == expected.shape
-    # the bf16 logits alone are off by more than the 8-bit tolerance allows ...
-    assert (logits - expected).abs().max() > 0.05
-    # ... the error estimate covers the actual error with a wide margin ...
-    assert ((logits - expected).abs() <= bound / 2).all()
-    # ... and after the float32 recomputation the 8-bit maps are float32's
-    for scale in (lambda p: (p * 255).round(), lambda p: (p * 255).floor()):
-        diff = (scale(torch.sigmoid(got)) - scale(torch.sigmoid(expected))).abs()
-        assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
-    assert 0 < checked.last_recomputed < 1
-
-
-def test_mixed_precision_replaces_the_decoder_only(cpu_bf16):
-    cpu_bf16(True)
-    model = VideoModel().eval()
-    fast = optimize_for_inference(model, "auto", "cpu")
-    assert fast.precision == "mixed"
-    assert isinstance(fast.model.backbone.decoder, CheckedDecoder)
-    assert not isinstance(model.backbone.decoder, CheckedDecoder)
-    clip = torch.randn(1, 2, 3, 64, 64)
-    out = fast(clip)
-    assert out.shape == (1, 2, 1, 64, 64) and out.dtype == torch.float32
-    with pytest.raises(ValueError):
-        prepare_model(nn.Sequential(nn.Conv2d(3, 3, 1)), "mixed", "cpu")
-
-
 # ----------------------------------------------------------------------------- the scripts' defaults
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_script_defaults_follow_the_hardware(cpu_bf16, native):
+def test_script_defaults_are_auto():
     import inference
     import train
-    from libs.inference import Predictor
-    from libs.runtime.precision import resolve_precision
 
-    cpu_bf16(native)
-    args = inference.build_parser().parse_args([])
-    predictor = Predictor(VideoModel(), "cpu", precision=args.precision)
-    assert predictor.precision == ("mixed" if native else "fp32")
-    assert (predictor.runner is predictor.model) == (not native)
-    train_args = train.build_parser().parse_args([])
-    assert train_args.precision == "auto"
-    assert resolve_precision(train_args.precision, "cpu", training=True) == ("bf16" if native else "fp32")
+    assert inference.build_parser().parse_args([]).precision == "auto"
+    assert train.build_parser().parse_args([]).precision == "auto"
     assert train.build_parser().parse_args(["--precision", "fp32"]).precision == "fp32"
 
 
-def test_fp32_predictor_is_the_faithful_model(cpu_bf16):
-    cpu_bf16(True)
+def _measured_as(monkeypatch, winner: str) -> None:
+    """Make `measured_choice` pick `winner` (the timer says every other option takes 1 s, it 0.1 s)."""
+    real = calibration.measured_choice
+
+    def rigged(what, candidates, baseline, device="cpu", **kwargs):
+        order: list[str] = []
+        timed = {name: (lambda n=name, run=run: (order.append(n), run())) for name, run in candidates.items()}
+        seconds = {name: 0.1 if name == winner else 1.0 for name in candidates}
+        return real(what, timed, baseline, device, timer=fake_timer(seconds, order), use_cache=False)
+
+    monkeypatch.setattr(predictor_module, "measured_choice", rigged)
+
+
+@pytest.mark.parametrize("winner", list(AUTO_CANDIDATES))
+def test_auto_predictor_runs_the_measured_choice(monkeypatch, winner):
+    from libs.inference import Predictor
+
+    _measured_as(monkeypatch, winner)
+    torch.manual_seed(0)
+    model = VideoModel().eval()
+    clips = torch.randn(1, 2, 3, 48, 48)
+    lines: list[str] = []
+    predictor = Predictor(model, "cpu", precision="auto", report=lines.append)
+    assert predictor.precision == "fp32" and "auto" in predictor.describe()
+    first = predictor(clips)
+    assert predictor.chosen == winner and winner in predictor.describe()
+    assert len(lines) == 1 and lines[0].startswith("precision auto: " + winner)
+    assert (predictor._runner is model) == (winner == "fp32")
+    with torch.no_grad():
+        expected = torch.sigmoid(model(clips))
+    torch.testing.assert_close(first, expected, atol=1e-3, rtol=0)
+    torch.testing.assert_close(predictor(clips), first, atol=1e-5, rtol=0)
+
+
+def test_fp32_predictor_is_the_faithful_model():
     from libs.inference import Predictor
 
     torch.manual_seed(0)
     model = VideoModel().eval()
     clips = torch.randn(2, 3, 3, 48, 48)
     predictor = Predictor(model, "cpu", precision="fp32", compile="auto")
-    predictor.plan(10**6)  # a long run compiles only with reduced precision
-    assert predictor.runner is model and not predictor.compiled
+    predictor(clips[:1])
+    assert predictor._runner is model and not predictor.compiled and not predictor.decisions
     with torch.no_grad():
         expected = torch.sigmoid(torch.stack(model(list(clips.unbind(1))), 1))  # the release's call
     assert torch.equal(predictor(clips), expected)
 
 
-def test_inference_script_fp32_writes_the_faithful_maps(cpu_bf16, tmp_path, capsys):
+def test_inference_script_fp32_writes_the_faithful_maps(tmp_path, capsys):
     """inference.py --precision fp32: the PNGs hold exactly the release's 8-bit maps."""
     import inference
     from libs.datasets import get_transforms
     from libs.inference import FolderClips, resize_to_original, saliency_to_uint8
 
-    cpu_bf16(True)
     torch.manual_seed(1)
     model = VideoModel().eval()
     checkpoint = tmp_path / "video.pth"

@@ -31,10 +31,11 @@ epoch and resumed ends with the same weights as one that never stopped.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,10 @@ from libs.evaluation.maps import probabilities_to_uint8
 from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
 from libs.networks.weights import save_weights
+from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError, one_line
 from libs.runtime.files import FileReadError, read_torch_file, remove_stale_temporaries
+from libs.runtime.precision import autocast
 from libs.runtime.session import (
     Runtime,
     all_reduce_sum,
@@ -181,6 +184,26 @@ def score_frames(metrics: SaliencyMetrics, logits: torch.Tensor, labels: torch.T
         metrics.step(pred[0].numpy(), gt[0].numpy())
 
 
+# `--precision auto`'s training candidates: name -> (precision, channels-last)
+PLAIN_TRAINING = "fp32"
+TRAINING_CANDIDATES: dict[str, tuple[str, bool]] = {
+    PLAIN_TRAINING: ("fp32", False),
+    "fp32 + channels-last": ("fp32", True),
+    "bf16 autocast + channels-last": ("bf16", True),
+}
+
+
+def _shapes(batch: Any) -> str:
+    """The shapes of a batch's tensors, for the calibration cache's key."""
+    if isinstance(batch, torch.Tensor):
+        return "x".join(map(str, batch.shape))
+    if isinstance(batch, dict):
+        return "{" + ",".join(f"{k}:{_shapes(v)}" for k, v in batch.items() if _shapes(v)) + "}"
+    if isinstance(batch, (list, tuple)):
+        return "[" + ",".join(_shapes(v) for v in batch) + "]"
+    return ""
+
+
 class Trainer:
     """Trains `task.model` on `train_set`, validating on `val_set` after every epoch."""
 
@@ -194,9 +217,12 @@ class Trainer:
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
         self.module: nn.Module = task.model.to(runtime.device)
-        if runtime.precision != "fp32":
-            # reduced precision: channels-last convs (oneDNN and cuDNN then skip a layout reorder of
-            # every activation; about 2x faster bf16 training steps on a CPU, README "Performance")
+        channels_last = runtime.precision != "fp32"
+        if runtime.auto_precision:
+            runtime.precision, channels_last = self._measured_precision()
+        if channels_last:
+            # channels-last convs (oneDNN and cuDNN then skip a layout reorder of every
+            # activation; about 2x faster bf16 training steps on a CPU, README "Performance")
             to_channels_last(getattr(self.module, "backbone", self.module))
         self.optimizer = task.make_optimizer(config.lr)
         self.scaler = runtime.grad_scaler()
@@ -208,6 +234,44 @@ class Trainer:
         self.best_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.logger: RunLogger | None = None
+
+    # ------------------------------------------------------------------ precision auto
+
+    def _measured_precision(self) -> tuple[str, bool]:
+        """`--precision auto` for training: (precision, channels-last), the fastest of
+        `TRAINING_CANDIDATES` on one training step of the first batch, measured on rank 0 (or
+        cached, `libs.runtime.calibration`); fp32 unless another is clearly faster."""
+        rt = self.runtime
+        choice = PLAIN_TRAINING
+        if rt.is_main:
+            batch = to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
+            candidates = {name: self._timed_step(batch, precision, channels_last)
+                          for name, (precision, channels_last) in TRAINING_CANDIDATES.items()
+                          if precision != "bf16" or rt.device.type != "cuda"
+                          or torch.cuda.is_bf16_supported()}
+            decision = measured_choice(f"training {type(self.task).__name__} {_shapes(batch)}", candidates,
+                                       PLAIN_TRAINING, rt.device)
+            rt.print(f"precision auto: {decision.describe()}")
+            choice = decision.choice
+        return TRAINING_CANDIDATES[broadcast_object(rt, choice)]
+
+    def _timed_step(self, batch: Any, precision: str, channels_last: bool) -> Callable[[], None]:
+        """One forward and backward pass of a copy of the model at `precision` (weights untouched)."""
+        model = copy.deepcopy(self.module)
+        if channels_last:
+            to_channels_last(getattr(model, "backbone", model))
+
+        def step() -> None:
+            model.train()
+            self.task.set_train_mode(model)
+            model.zero_grad(set_to_none=True)
+            with autocast(precision, self.runtime.device):
+                out = self.task.step(model, batch)
+            out.loss.backward()
+            if self.runtime.device.type == "cuda":
+                torch.cuda.synchronize(self.runtime.device)
+
+        return step
 
     # ------------------------------------------------------------------ data
 

@@ -1,7 +1,7 @@
 """Inference: a predictor over clips, clip sources (benchmark split, frame folder, video
 file), atomic background PNG writing, the runs inference.py and the demo use, pseudo-label
 generation (generate_pseudo_labels.py), and the inference speed-ups (BatchNorm folding,
-channels-last, the checked bfloat16 decoder, torch.compile).
+channels-last, torch.compile; `--precision auto`'s measured choice).
 
 See README.md, "Inference".
 """

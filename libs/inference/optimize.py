@@ -9,13 +9,9 @@ Otherwise it is an `InferenceModel` wrapping a changed copy:
   statistics, in float32).
 - Conv2d weights (and inputs) use the channels-last layout, which oneDNN and cuDNN convolve
   without reordering every activation.
-- `mixed` (what `auto` picks where bfloat16 is native): everything in float32 except the
-  full-resolution decoder, which becomes a `CheckedDecoder`: bfloat16, with the pixels whose
-  8-bit saliency the rounding could change recomputed in float32. Any other part of RCRNet
-  in bfloat16 moves the 8-bit output of a trained model far beyond the inference tolerance
-  (README.md, "Performance").
 - `bf16` / `fp16`: autocast over the whole model (optionally with `float32_modules` kept in
-  float32): fastest, but not within the tolerance.
+  float32): faster where bfloat16 is native, but far outside the inference tolerance on a
+  trained model (README.md, "Performance").
 - `compile=True` wraps the model in `torch.compile` (inductor; on CPU with weight freezing,
   which folds constants and fuses conv + ReLU).
 """
@@ -32,11 +28,6 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from libs.modules import to_channels_last
 from libs.runtime.precision import autocast, autocast_off, resolve_precision
-
-from .checked_decoder import CheckedDecoder
-
-# where the models keep RCRNet's full-resolution decoder
-DECODER_PATHS: tuple[str, ...] = ("backbone.decoder", "decoder")
 
 
 class Float32Island(nn.Module):
@@ -134,25 +125,8 @@ class InferenceModel(nn.Module):
 def inference_context(precision: str, device: torch.device | str) -> Iterator[None]:
     """`torch.inference_mode` and, for bf16 / fp16, autocast: how a prepared model is called
     (for calls other than forward, e.g. FGPLG's `generate_pseudo_label`)."""
-    with torch.inference_mode(), autocast("fp32" if precision == "mixed" else precision, device):
+    with torch.inference_mode(), autocast(precision, device):
         yield
-
-
-def check_decoders(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Replace, in place, RCRNet's full-resolution decoder(s) by `CheckedDecoder`s; returns how many."""
-    replaced = 0
-    for path in DECODER_PATHS:
-        parent_name, _, name = path.rpartition(".")
-        try:
-            parent = model.get_submodule(parent_name) if parent_name else model
-        except AttributeError:
-            continue
-        decoder = getattr(parent, name, None)
-        if isinstance(decoder, nn.Module) and not isinstance(decoder, CheckedDecoder) \
-                and hasattr(decoder, "conv1") and hasattr(decoder, "conv2"):
-            setattr(parent, name, CheckedDecoder(decoder, dtype))
-            replaced += 1
-    return replaced
 
 
 def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu", *,
@@ -160,7 +134,7 @@ def prepare_model(model: nn.Module, precision: str, device: torch.device | str =
                   compile: bool = False) -> InferenceModel:
     """A copy of `model` (eval mode, on `device`) changed for speed, as an `InferenceModel`.
 
-    `precision`: fp32, mixed, bf16 or fp16 (auto resolved for `device`); `fold_bn`: BatchNorm
+    `precision`: fp32, bf16 or fp16 (auto resolved for `device`); `fold_bn`: BatchNorm
     folded into the convs; `channels_last`: channels-last convs; `float32_modules`: submodules
     kept in float32 under bf16/fp16 autocast; `compile`: `torch.compile` (on CPU with inductor's
     weight freezing).
@@ -170,8 +144,6 @@ def prepare_model(model: nn.Module, precision: str, device: torch.device | str =
     fast = copy.deepcopy(model).eval()
     if fold_bn:
         fold_batchnorm(fast)
-    if precision == "mixed" and not check_decoders(fast):
-        raise ValueError(f"precision mixed: {type(model).__name__} has no RCRNet decoder to check")
     if precision in ("bf16", "fp16") and float32_modules:
         keep_float32(fast, float32_modules)
     if channels_last:

@@ -19,7 +19,6 @@ The folder `<out>` is what `train.py --pseudo-label-folder` reads (`use_pseudo_l
 """
 from __future__ import annotations
 
-import contextlib
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from flownet2.resample2d import resample2d
@@ -39,12 +38,14 @@ from libs.networks.fgplg import FGPLG, unnormalise
 from libs.networks.flow import FlowEstimator, build_flow_estimator
 from libs.networks.sizes import check_frame_size
 from libs.networks.weights import load_fgplg, load_flownet2
+from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError
 from libs.runtime.files import remove_stale_temporaries, write_atomic
 from libs.runtime.precision import describe, resolve_precision
 from libs.runtime.session import Runtime, all_reduce_sum
 
 from .optimize import inference_context, prepare_model
+from .predictor import AUTO_CANDIDATES, PLAIN
 from .runner import output_path
 from .writer import resize_to_original, saliency_to_uint8, save_atomic
 
@@ -54,25 +55,69 @@ OUTPUT_EXT = ".png"
 Predictor = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
-def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device | str = "cpu") -> Predictor:
+def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device | str = "cpu",
+                    report: Callable[[str], None] | None = None) -> Predictor:
     """An FGPLG's pseudo-labels as probabilities (sigmoid of its logits).
 
-    `precision` (`libs.runtime.precision`, resolved): `fp32` runs `model` as it is (the release's
-    numbers); anything else runs a copy prepared by `libs.inference.optimize.prepare_model`
-    (BatchNorm folded, channels-last, and `mixed`'s checked bfloat16 decoder or bf16/fp16 autocast).
+    `precision` (`libs.runtime.precision`): `fp32` runs `model` as it is (the release's
+    numbers); `auto` runs float32 too, the fastest of the predictor's `AUTO_CANDIDATES`
+    (BatchNorm folding, channels-last) as measured on the first label (plain fp32 unless
+    another is clearly faster; `report` gets the one-line decision); anything else runs a
+    copy prepared by `libs.inference.optimize.prepare_model` (BatchNorm folded,
+    channels-last, bf16/fp16 autocast).
     """
-    if precision == "fp32":
-        run = model.eval()
-        context = torch.no_grad
-    else:
-        run = prepare_model(model, precision, device).model
+    device = torch.device(device)
+    auto = precision == "auto"
+    precision = resolve_precision(precision, device)
+    model.eval()
+    runs: list[Callable[..., Tensor]] = []
 
-        def context() -> contextlib.AbstractContextManager:
-            return inference_context(precision, device)
+    def plain(*inputs: Tensor) -> Tensor:
+        with torch.no_grad():
+            return model.generate_pseudo_label(*inputs)
+
+    def prepared(fast: nn.Module, fast_precision: str) -> Callable[..., Tensor]:
+        def run(*inputs: Tensor) -> Tensor:
+            with inference_context(fast_precision, device):
+                return fast.generate_pseudo_label(*inputs)
+        return run
+
+    def choose(inputs: tuple[Tensor, ...]) -> Tensor | None:
+        """The run to use; with `auto`, measured on `inputs` (returns the chosen run's output)."""
+        if not auto:
+            fast = None if precision == "fp32" else prepare_model(model, precision, device).model
+            runs.append(plain if fast is None else prepared(fast, precision))
+            return None
+        candidates: dict[str, Callable[..., Tensor]] = {}
+        outputs: dict[str, Tensor] = {}
+
+        def get(name: str) -> Callable[..., Tensor]:
+            """Candidate `name`, built when first run (a cached decision builds the chosen one alone)."""
+            options = AUTO_CANDIDATES[name]
+            if name not in candidates:
+                candidates[name] = plain if options is None else prepared(
+                    prepare_model(model, "fp32", device, **options).model, "fp32")
+            return candidates[name]
+
+        def call(name: str) -> Callable[[], None]:
+            def run() -> None:
+                outputs[name] = get(name)(*inputs)
+            return run
+
+        shape = tuple(inputs[0].shape)
+        decision = measured_choice(f"precision auto FGPLG {shape}", {n: call(n) for n in AUTO_CANDIDATES},
+                                   PLAIN, device)
+        if report is not None:
+            report(f"precision auto: {decision.describe()}")
+        runs.append(get(decision.choice))
+        return outputs.get(decision.choice)
 
     def predict(frame: Tensor, frame_l: Tensor, frame_r: Tensor, label_l: Tensor, label_r: Tensor) -> Tensor:
-        with context():
-            return torch.sigmoid(run.generate_pseudo_label(frame, frame_l, frame_r, label_l, label_r).float())
+        inputs = (frame, frame_l, frame_r, label_l, label_r)
+        logits = choose(inputs) if not runs else None
+        if logits is None:
+            logits = runs[0](*inputs)
+        return torch.sigmoid(logits.float())
 
     return predict
 
@@ -346,8 +391,10 @@ class PseudoLabelOptions:
         return Path(self.pseudo_label_folder) / f"{self.frame_between_label_num}_{self.label_interval}"
 
 
-def build_predictor(options: PseudoLabelOptions, device: torch.device) -> tuple[Predictor, str]:
-    """The label predictor `options` ask for (FGPLG, or flow warping with `warp_only`) and its description."""
+def build_predictor(options: PseudoLabelOptions, device: torch.device,
+                    report: Callable[[str], None] | None = None) -> tuple[Predictor, str]:
+    """The label predictor `options` ask for (FGPLG, or flow warping with `warp_only`) and its
+    description; `report` gets `precision auto`'s measured decision."""
     if options.warp_only:
         estimator = build_flow_estimator(options.flow, rgb_max=options.rgb_max, half_precision=options.fp16)
         if options.flow == "flownet2":
@@ -357,9 +404,8 @@ def build_predictor(options: PseudoLabelOptions, device: torch.device) -> tuple[
         return warp_predictor(estimator.to(device).eval()), f"flow warping ({options.flow})"
     model = load_generator(options.checkpoint, options.flow, options.output_stride, options.rgb_max,
                            options.fp16, options.force_flow, options.flownet_checkpoint)
-    precision = resolve_precision(options.precision, device)
     what = f"FGPLG {options.checkpoint} ({model.flow_name}, {describe(options.precision, device)})"
-    return fgplg_predictor(model.to(device), precision, device), what
+    return fgplg_predictor(model.to(device), options.precision, device, report), what
 
 
 def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
@@ -379,7 +425,7 @@ def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
     runtime.barrier()
     dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
                                  options.frame_between_label_num, options.datasets)
-    predict, what = build_predictor(options, runtime.device)
+    predict, what = build_predictor(options, runtime.device, runtime.print)
     runtime.print(f"Generating pseudo-labels at {options.out} with {what}")
     runtime.print(f"label interval: {options.label_interval}, frames between labels: "
                   f"{options.frame_between_label_num}; device {runtime.device}"

@@ -61,7 +61,7 @@ class RCRNet(nn.Module):
         x = self.refinement3(features.block1, _resize(x, features.block1.shape[2:]))
         if isinstance(self.decoder, Decoder):
             return self.decoder.forward_resized(x, size)
-        # a replacement decoder (e.g. precision `mixed`'s checked one) takes the resized map
+        # a wrapped decoder (e.g. a float32 island under bf16 autocast) takes the resized map
         return self.decoder(_resize(x, size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ class Runtime:
     device: torch.device
     precision: str = "fp32"
     seed: int = 0
+    auto_precision: bool = False  # `--precision auto`: the trainer measures fp32 against its alternatives
     deterministic: bool = False
     rank: int = 0
     world_size: int = 1
@@ -119,12 +120,14 @@ def seed_worker(worker_id: int) -> None:
 
 def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | None = None) -> Runtime:
     """Set up this process for training: process group under torchrun, device, precision (`auto`
-    resolved by `libs.runtime.precision.resolve_precision` for training), seeds, determinism."""
+    resolved to fp32 by `libs.runtime.precision.resolve_precision`, then measured by the trainer),
+    seeds, determinism."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world_size > 1
     resolved = resolve_device(device, local_rank, distributed)
+    auto_precision = precision == "auto"
     precision = resolve_precision(precision, resolved, training=True)
     keep_float32_exact(precision)
     if distributed and not dist.is_initialized():
@@ -141,7 +144,8 @@ def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | Non
             shared = [seed]
             dist.broadcast_object_list(shared, src=0)
             seed = int(shared[0])
-    runtime = Runtime(device=resolved, precision=precision, seed=int(seed), deterministic=deterministic,
+    runtime = Runtime(device=resolved, precision=precision, seed=int(seed), auto_precision=auto_precision,
+                      deterministic=deterministic,
                       rank=rank, world_size=world_size, local_rank=local_rank)
     seed_everything(runtime.seed + rank)
     if resolved.type == "cuda":
