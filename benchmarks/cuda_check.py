@@ -19,7 +19,8 @@ Correctness (any failure makes the exit status 1):
 
 Speed (recorded; a failure here does not change the exit status):
 - VideoModel frames/s at 448x448, clips of 4: fp32, TF32, bf16 and fp16 autocast; channels-last
-  with BatchNorm folded; CUDA graphs; torch.compile (compile time reported apart); 1, 4 and 16 clips per batch; each with its 8-bit deviation from fp32;
+  with BatchNorm folded; CUDA graphs; torch.compile (compile time reported apart); 1, 4 and 16
+  clips per batch; each with its 8-bit deviation from fp32;
 - FlowNet 2.0 pairs/s at 448x448 (fp32, bf16 and fp16 autocast);
 - inference.py end to end on 854x480 JPEG frames (a short and a long run: the difference gives
   the steady rate) against the model alone on the same clips;
