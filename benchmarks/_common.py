@@ -195,14 +195,14 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
     """A VideoModel trained for `steps` steps on the synthetic videos at `size` (cached).
 
     Random-initialised (no ImageNet weights offline), trained with its BatchNorm in training
-    mode so the running statistics become the data's, bf16 autocast to be quick (where it is
-    native on `device`; float32 elsewhere); returned on `device` in eval mode, float32. The
+    mode so the running statistics become the data's, bf16 autocast to be quick (on the CPU,
+    and on GPUs with bfloat16 support; float32 elsewhere); returned on `device` in eval mode,
+    float32. The
     point is realistic weights and activations, and confident maps with soft boundaries, for
     measuring how far reduced precision moves the 8-bit output.
     """
     from libs.networks import VideoModel
     from libs.networks.weights import load_weights, save_weights
-    from libs.runtime.precision import native_bf16
 
     device = torch.device(device)
     path = _cache[0] / f"video_synthetic_s{size}_n{steps}.pth"
@@ -213,7 +213,7 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
         return model.to(device).eval()
     config = synthetic_data()
     model.to(device).train()
-    bf16 = device.type == "cpu" or native_bf16(device)
+    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     batches = clip_batches(config, size, clip_len=4, batch=1, training=True)
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from torch import nn
 from libs.inference import predictor as predictor_module
 from libs.inference.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
 from libs.inference.predictor import AUTO_CANDIDATES
+from libs.modules import Decoder
 from libs.networks import ImageModel, VideoModel
 from libs.runtime import calibration
 from libs.runtime.precision import PrecisionError, autocast_dtype, resolve_precision
@@ -200,7 +201,9 @@ def test_auto_predictor_runs_the_measured_choice(monkeypatch, winner):
     first = predictor(clips)
     assert predictor.chosen == winner and winner in predictor.describe()
     assert len(lines) == 1 and lines[0].startswith("precision auto: " + winner)
-    assert (predictor._runner is model) == (winner == "fp32")
+    decoders = [m for m in predictor._runner.modules() if isinstance(m, Decoder)]
+    assert decoders and all(d.exact_upsampled_conv == AUTO_CANDIDATES[winner]["factored_decoder"]
+                            for d in decoders)
     with torch.no_grad():
         expected = torch.sigmoid(model(clips))
     torch.testing.assert_close(first, expected, atol=1e-3, rtol=0)

@@ -49,6 +49,7 @@ from tqdm import tqdm
 from libs.evaluation.maps import probabilities_to_uint8
 from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
+from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.weights import save_weights
 from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError, one_line
@@ -184,12 +185,13 @@ def score_frames(metrics: SaliencyMetrics, logits: torch.Tensor, labels: torch.T
         metrics.step(pred[0].numpy(), gt[0].numpy())
 
 
-# `--precision auto`'s training candidates: name -> (precision, channels-last)
+# `--precision auto`'s training candidates: name -> (precision, channels-last, factored decoder);
+# the first is `--precision fp32`'s computation, the release's, and the baseline
 PLAIN_TRAINING = "fp32"
-TRAINING_CANDIDATES: dict[str, tuple[str, bool]] = {
-    PLAIN_TRAINING: ("fp32", False),
-    "fp32 + channels-last": ("fp32", True),
-    "bf16 autocast + channels-last": ("bf16", True),
+TRAINING_CANDIDATES: dict[str, tuple[str, bool, bool]] = {
+    PLAIN_TRAINING: ("fp32", False, False),
+    "fp32, factored decoder": ("fp32", False, True),
+    "bf16 autocast + channels-last": ("bf16", True, False),
 }
 
 
@@ -217,9 +219,11 @@ class Trainer:
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
         self.module: nn.Module = task.model.to(runtime.device)
-        channels_last = runtime.precision != "fp32"
+        # an explicit --precision computes as the release does (resize, then the decoder's conv)
+        channels_last, factored = runtime.precision != "fp32", False
         if runtime.auto_precision:
-            runtime.precision, channels_last = self._measured_precision()
+            runtime.precision, channels_last, factored = self._measured_precision()
+        set_exact_upsampled_conv(self.module, factored)
         if channels_last:
             # channels-last convs (oneDNN and cuDNN then skip a layout reorder of every
             # activation; about 2x faster bf16 training steps on a CPU, README "Performance")
@@ -237,27 +241,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ precision auto
 
-    def _measured_precision(self) -> tuple[str, bool]:
-        """`--precision auto` for training: (precision, channels-last), the fastest of
-        `TRAINING_CANDIDATES` on one training step of the first batch, measured on rank 0 (or
-        cached, `libs.runtime.calibration`); fp32 unless another is clearly faster."""
+    def _measured_precision(self) -> tuple[str, bool, bool]:
+        """`--precision auto` for training: (precision, channels-last, factored decoder), the
+        fastest of `TRAINING_CANDIDATES` on one training step of the first batch, measured on
+        rank 0 (or cached, `libs.runtime.calibration`); fp32 unless another is clearly faster."""
         rt = self.runtime
         choice = PLAIN_TRAINING
         if rt.is_main:
+            # the measurement draws data and dropout masks: the run's random streams must not see it
+            states = rng_state()
             batch = to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
-            candidates = {name: self._timed_step(batch, precision, channels_last)
-                          for name, (precision, channels_last) in TRAINING_CANDIDATES.items()
+            candidates = {name: self._timed_step(batch, precision, channels_last, factored)
+                          for name, (precision, channels_last, factored) in TRAINING_CANDIDATES.items()
                           if precision != "bf16" or rt.device.type != "cuda"
                           or torch.cuda.is_bf16_supported()}
             decision = measured_choice(f"training {type(self.task).__name__} {_shapes(batch)}", candidates,
                                        PLAIN_TRAINING, rt.device)
             rt.print(f"precision auto: {decision.describe()}")
             choice = decision.choice
+            set_rng_state(states)
         return TRAINING_CANDIDATES[broadcast_object(rt, choice)]
 
-    def _timed_step(self, batch: Any, precision: str, channels_last: bool) -> Callable[[], None]:
+    def _timed_step(self, batch: Any, precision: str, channels_last: bool,
+                    factored: bool) -> Callable[[], None]:
         """One forward and backward pass of a copy of the model at `precision` (weights untouched)."""
         model = copy.deepcopy(self.module)
+        set_exact_upsampled_conv(model, factored)
         if channels_last:
             to_channels_last(getattr(model, "backbone", model))
 

@@ -27,6 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from libs.modules import to_channels_last
+from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.runtime.precision import autocast, autocast_off, resolve_precision
 
 
@@ -130,18 +131,20 @@ def inference_context(precision: str, device: torch.device | str) -> Iterator[No
 
 
 def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu", *,
-                  fold_bn: bool = True, channels_last: bool = True, float32_modules: Sequence[str] = (),
-                  compile: bool = False) -> InferenceModel:
+                  fold_bn: bool = True, channels_last: bool = True, factored_decoder: bool = True,
+                  float32_modules: Sequence[str] = (), compile: bool = False) -> InferenceModel:
     """A copy of `model` (eval mode, on `device`) changed for speed, as an `InferenceModel`.
 
     `precision`: fp32, bf16 or fp16 (auto resolved for `device`); `fold_bn`: BatchNorm
-    folded into the convs; `channels_last`: channels-last convs; `float32_modules`: submodules
-    kept in float32 under bf16/fp16 autocast; `compile`: `torch.compile` (on CPU with inductor's
-    weight freezing).
+    folded into the convs; `channels_last`: channels-last convs; `factored_decoder`: RCRNet's
+    decoder convolves without forming the upsampled map (False: the release's resize, then
+    conv); `float32_modules`: submodules kept in float32 under bf16/fp16 autocast; `compile`:
+    `torch.compile` (on CPU with inductor's weight freezing).
     """
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     fast = copy.deepcopy(model).eval()
+    set_exact_upsampled_conv(fast, factored_decoder)
     if fold_bn:
         fold_batchnorm(fast)
     if precision in ("bf16", "fp16") and float32_modules:
@@ -160,14 +163,16 @@ def optimize_for_inference(model: nn.Module, precision: str = "auto", device: to
                            compile: bool = False) -> nn.Module:
     """`model` ready for inference at `precision` (`auto` resolved for `device`).
 
-    fp32 without `compile` returns `model` itself, untouched: the faithful path. Anything
-    else returns `prepare_model(model, precision, device, compile=compile)` with its defaults
-    (BatchNorm folded, channels-last).
+    fp32 without `compile` returns `model` itself computing as the release does (its decoder
+    resizes, then convolves): the faithful path. Anything else returns `prepare_model(model,
+    precision, device, compile=compile)` with its defaults (BatchNorm folded, channels-last,
+    factored decoder).
     """
     device = torch.device(device)
     precision = resolve_precision(precision, device)
     model.eval()
     if precision == "fp32" and not compile:
+        set_exact_upsampled_conv(model, False)
         return model
     return prepare_model(model, precision, device, compile=compile)
 

@@ -19,12 +19,14 @@ COMPILE_CHOICES = ("auto", "on", "off")
 # `--compile auto` considers torch.compile for runs of at least this many frames only: compiling
 # costs tens of seconds on a CPU, and is then kept only where it measures faster.
 COMPILE_MIN_FRAMES = 1000
-# `--precision auto`'s float32 candidates (name -> prepare_model options; None: the model itself)
+# `--precision auto`'s float32 candidates (name -> prepare_model options); the first is
+# `--precision fp32`'s computation, the release's, and the baseline
 PLAIN = "fp32"
-AUTO_CANDIDATES: dict[str, dict[str, bool] | None] = {
-    PLAIN: None,
-    "fp32 + BN folded": {"fold_bn": True, "channels_last": False},
-    "fp32 + BN folded + channels-last": {"fold_bn": True, "channels_last": True},
+AUTO_CANDIDATES: dict[str, dict[str, bool]] = {
+    PLAIN: {"factored_decoder": False, "fold_bn": False, "channels_last": False},
+    "fp32, factored decoder": {"factored_decoder": True, "fold_bn": False, "channels_last": False},
+    "fp32, factored decoder + BN folded + channels-last": {"factored_decoder": True, "fold_bn": True,
+                                                           "channels_last": True},
 }
 
 
@@ -34,12 +36,13 @@ class Predictor:
 
     `predictor(clips [B, T, 3, H, W])` -> probabilities [B, T, 1, H, W] (float32, CPU).
 
-    `precision` (`libs.runtime.precision`): `fp32` runs the model as it is (the release's
-    float32); `auto` runs float32 too, the fastest of `AUTO_CANDIDATES` on the first batch's
-    size as measured on this machine (`libs.runtime.calibration`; plain fp32 unless another
-    is clearly faster); `bf16` / `fp16` autocast the whole model (faster where bfloat16 is
-    native, far from float32). `compile`: `on`, `off`, or `auto` (for runs of at least
-    `COMPILE_MIN_FRAMES` frames, told by `plan`: compiled where it measures faster).
+    `precision` (`libs.runtime.precision`): `fp32` runs the model as the release computes it
+    (its decoder resizes, then convolves); `auto` runs float32 too, the fastest of
+    `AUTO_CANDIDATES` on the first batch's size as measured on this machine
+    (`libs.runtime.calibration`; plain fp32 unless another is clearly faster); `bf16` / `fp16`
+    autocast the whole model (faster where bfloat16 is native, far from float32). `compile`:
+    `on`, `off`, or `auto` (for runs of at least `COMPILE_MIN_FRAMES` frames, told by `plan`:
+    compiled where it measures faster).
     `report` receives the one-line account of each measured decision.
     """
 
@@ -120,12 +123,11 @@ class Predictor:
         """Build what is called (measuring where `auto` asks); returns the output on `x` if computed."""
         output = None
         if self.auto:
-            builders = {name: (lambda o=options: self.model if o is None else
-                               prepare_model(self.model, "fp32", self.device, **o))
+            builders = {name: (lambda o=options: prepare_model(self.model, "fp32", self.device, **o))
                         for name, options in AUTO_CANDIDATES.items()}
             runner, output = self._decide("precision auto", builders, PLAIN, x)
             self.chosen = self.decisions[-1].choice
-            options = AUTO_CANDIDATES[self.chosen] or {"fold_bn": False, "channels_last": False}
+            options = AUTO_CANDIDATES[self.chosen]
         else:
             runner = optimize_for_inference(self.model, self.precision, self.device)
             options = {}

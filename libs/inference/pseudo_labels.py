@@ -36,6 +36,7 @@ from libs.datasets.splits import PSEUDO_LABEL_SETS, DatasetSplits, names_and_spl
 from libs.datasets.video_dataset import VideoClipDataset
 from libs.networks.fgplg import FGPLG, unnormalise
 from libs.networks.flow import FlowEstimator, build_flow_estimator
+from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.sizes import check_frame_size
 from libs.networks.weights import load_fgplg, load_flownet2
 from libs.runtime.calibration import measured_choice
@@ -59,10 +60,11 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
                     report: Callable[[str], None] | None = None) -> Predictor:
     """An FGPLG's pseudo-labels as probabilities (sigmoid of its logits).
 
-    `precision` (`libs.runtime.precision`): `fp32` runs `model` as it is (the release's
-    numbers); `auto` runs float32 too, the fastest of the predictor's `AUTO_CANDIDATES`
-    (BatchNorm folding, channels-last) as measured on the first label (plain fp32 unless
-    another is clearly faster; `report` gets the one-line decision); anything else runs a
+    `precision` (`libs.runtime.precision`): `fp32` runs `model` as the release computes it (the
+    release's numbers); `auto` runs float32 too, the fastest of the predictor's `AUTO_CANDIDATES`
+    (the factored decoder, BatchNorm folding, channels-last) as measured on the first label
+    (plain fp32 unless another is clearly faster; `report` gets the one-line decision);
+    anything else runs a
     copy prepared by `libs.inference.optimize.prepare_model` (BatchNorm folded,
     channels-last, bf16/fp16 autocast).
     """
@@ -70,6 +72,8 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
     auto = precision == "auto"
     precision = resolve_precision(precision, device)
     model.eval()
+    if precision == "fp32" and not auto:
+        set_exact_upsampled_conv(model, False)
     runs: list[Callable[..., Tensor]] = []
 
     def plain(*inputs: Tensor) -> Tensor:
@@ -93,10 +97,9 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
 
         def get(name: str) -> Callable[..., Tensor]:
             """Candidate `name`, built when first run (a cached decision builds the chosen one alone)."""
-            options = AUTO_CANDIDATES[name]
             if name not in candidates:
-                candidates[name] = plain if options is None else prepared(
-                    prepare_model(model, "fp32", device, **options).model, "fp32")
+                fast = prepare_model(model, "fp32", device, **AUTO_CANDIDATES[name]).model
+                candidates[name] = prepared(fast, "fp32")
             return candidates[name]
 
         def call(name: str) -> Callable[[], None]:
