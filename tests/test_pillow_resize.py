@@ -36,3 +36,20 @@ def test_labels_keep_the_tensor_kernel_and_pipeline_uses_pillow():
     sample = resize_normalise(448)({"image": tv_tensors.Image(torch.from_numpy(_frame()).permute(2, 0, 1))})
     assert sample["image"].shape == (3, 448, 448) and sample["image"].dtype == torch.float32
     assert any(isinstance(t, PillowResize) for t in resize_normalise(448).transforms)
+
+
+def test_normalised_frames_are_the_releases_bit_for_bit():
+    """Pillow's bilinear resize, then x / 255 (the release's ToTensor divides; torchvision's
+    ToDtype multiplies by 1/255, a last-bit difference on half of the values), then
+    (x - mean) / std: the release's normalised input exactly."""
+    array = _frame()
+    resized = np.asarray(Image.fromarray(array).resize((448, 448), Image.Resampling.BILINEAR))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    release = (torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255) - mean) / std
+    frame = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+    ours = resize_normalise(448)({"image": frame})["image"]
+    assert torch.equal(ours.as_subclass(torch.Tensor), release)
+    values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256)
+    scaled = v2.ToDtype(torch.float32, scale=True)(tv_tensors.Image(values))
+    assert not torch.equal(scaled.as_subclass(torch.Tensor), values.float().div(255))

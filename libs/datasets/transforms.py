@@ -79,11 +79,19 @@ class PillowResize(v2.Resize):
         return tv_tensors.wrap(torch.from_numpy(np.array(image)).permute(2, 0, 1), like=inpt)
 
 
+class ToFloat(v2.Transform):
+    """uint8 frames to float32 in [0, 1] by dividing by 255, as the release's `ToTensor` does;
+    `v2.ToDtype(scale=True)` multiplies by 1/255 instead, which differs in the last bit on about
+    half of the 256 values. Other inputs pass unchanged."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Image) and inpt.dtype == torch.uint8:
+            return tv_tensors.wrap(inpt.as_subclass(torch.Tensor).to(torch.float32).div(255), like=inpt)
+        return inpt
+
+
 def _to_normalised(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
-    return [
-        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
+    return [ToFloat(), v2.Normalize(mean=list(mean), std=list(std))]
 
 
 def augmentation(input_size: int | Sequence[int], mean: Sequence[float] = IMAGENET_MEAN,
