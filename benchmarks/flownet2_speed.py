@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from flownet2.models import FlowNet2  # noqa: E402
+from libs.runtime.calibration import hardware_name  # noqa: E402
 
 PRECISIONS = {"float32": None, "bf16 autocast": torch.bfloat16, "fp16 autocast": torch.float16}
 MIB = 2**20
@@ -99,20 +99,10 @@ def run_row(device: str, precision: str, size: int, batch: int, warmup: int, ite
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _device_name(device: str) -> str:
     if device == "cuda":
-        return torch.cuda.get_device_name()
-    return f"{_cpu_name()}, {torch.get_num_threads()} threads"
+        return hardware_name(device)
+    return f"{hardware_name(device)}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
