@@ -14,6 +14,7 @@ from pathlib import Path
 
 from libs.cli import ArgumentParser, HelpFormatter, positive_int, run_cli
 from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
+from libs.datasets.splits import pair_dataset_splits
 from libs.evaluation import (
     dataset_keys,
     describe_counts,
@@ -146,14 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs(parser: argparse.ArgumentParser, datasets: list[str], splits: list[str]) -> list[tuple[str, str]]:
-    if len(splits) == 1:
-        splits = splits * len(datasets)
-    if len(splits) != len(datasets):
-        parser.error(
-            f"got {len(datasets)} --dataset and {len(splits)} --split: give one --split per --dataset, "
-            "or a single --split for all"
-        )
-    return list(dict.fromkeys(zip(datasets, splits)))
+    try:
+        return list(pair_dataset_splits(datasets, splits))
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def _file_name(name: str) -> str:

@@ -21,7 +21,7 @@ from libs.cli import (
     positive_int,
     run_cli,
 )
-from libs.datasets.splits import PSEUDO_LABEL_SETS, parse_dataset_splits
+from libs.datasets.splits import PSEUDO_LABEL_SETS, pair_dataset_splits, parse_dataset_splits
 from libs.inference.pseudo_labels import PseudoLabelOptions, generate_pseudo_labels
 from libs.runtime.errors import UserError
 from libs.runtime.precision import PRECISION_CHOICES
@@ -89,13 +89,10 @@ def selected_datasets(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
     if args.dataset or args.split:
         if args.datasets:
             raise UserError("give --datasets NAME:SPLIT or --dataset/--split pairs, not both")
-        names, splits = args.dataset or [], args.split or []
-        if len(splits) == 1:
-            splits = splits * len(names)
-        if not names or len(splits) != len(names):
-            raise UserError(f"got {len(names)} --dataset and {len(splits)} --split: give one --split per "
-                            "--dataset, or a single --split for all")
-        return tuple(dict.fromkeys(zip(names, splits)))
+        try:
+            return pair_dataset_splits(args.dataset or [], args.split or [])
+        except ValueError as error:
+            raise UserError(str(error)) from None
     try:
         return parse_dataset_splits(args.datasets or [f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS])
     except ValueError as error:

@@ -24,6 +24,17 @@ def names_and_splits(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[
     return [name for name, _ in pairs], [split for _, split in pairs]
 
 
+def pair_dataset_splits(names: Sequence[str], splits: Sequence[str]) -> DatasetSplits:
+    """(name, split) pairs of repeated --dataset/--split flags, paired in order (one split applies
+    to every name), duplicates dropped; a ValueError says what does not pair."""
+    if len(splits) == 1:
+        splits = list(splits) * len(names)
+    if not names or len(splits) != len(names):
+        raise ValueError(f"got {len(names)} --dataset and {len(splits)} --split: give one --split per "
+                         "--dataset, or a single --split for all")
+    return tuple(dict.fromkeys(zip(names, splits)))
+
+
 def parse_dataset_splits(items: Sequence[str]) -> DatasetSplits:
     """`NAME:SPLIT` strings as (name, split) pairs; a ValueError names the first malformed item."""
     pairs = []
