@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             warp_only=args.warp_only, flow=args.flow, force_flow=args.force_flow,
             flownet_checkpoint=args.flownet_checkpoint, fp16=args.fp16, rgb_max=args.rgb_max,
             precision=args.precision)
-        runtime = setup_runtime(args.device, "fp32", args.seed)
+        runtime = setup_runtime(args.device, "fp32", args.seed, args.memory)
 
         def progress(batches, total):
             return tqdm(batches, total=total, desc="pseudo-labels", dynamic_ncols=True,

@@ -9,7 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from libs.cli import ArgumentParser, add_data_arguments, add_model_arguments, positive_int, run_cli
+from libs.cli import (
+    ArgumentParser,
+    add_data_arguments,
+    add_memory_argument,
+    add_model_arguments,
+    positive_int,
+    run_cli,
+)
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
 from libs.inference.predictor import COMPILE_CHOICES, COMPILE_MIN_FRAMES
 from libs.runtime.errors import UserError
@@ -59,14 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     runtime.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                         help="auto (the default: float32, with BatchNorm folding and channels-last where "
-                              "they measure faster on this machine, decided on the first batch and cached "
-                              "in ~/.cache/rcrnet/), fp32 (the release's float32, the model as it is), "
-                              "bf16 or fp16 (autocast everywhere: faster where bfloat16 is native, far from "
-                              "fp32); see README, Performance")
+                         help="auto (the default: float32, with the factored decoder, BatchNorm folding "
+                              "and channels-last where they measure faster on this machine, decided on the "
+                              "first batch and cached in ~/.cache/rcrnet/), fp32 (the release's float32 "
+                              "computation), bf16 or fp16 (autocast everywhere: faster where bfloat16 is "
+                              "native, far from fp32); see README, Performance")
     runtime.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                          help="torch.compile the model: on, off, or auto (for runs of at least "
                               f"{COMPILE_MIN_FRAMES} frames: compiled where it measures faster)")
+    add_memory_argument(runtime)
     return parser
 
 
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                             "goes in models/, see README)")
         predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device,
                                               precision=args.precision, compile=args.compile,
+                                              memory=args.memory,
                                               report=lambda line: print(line, flush=True))
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",
               flush=True)

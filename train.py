@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             from libs.demo import run_demo
 
             run_demo(device=args.device, precision=args.precision,
-                     seed=args.seed if args.seed is not None else 0)
+                     seed=args.seed if args.seed is not None else 0, memory=args.memory)
             return 0
         recipe = get_recipe(args.stage)
-        runtime = setup_runtime(args.device, args.precision, args.seed)
+        runtime = setup_runtime(args.device, args.precision, args.seed, args.memory)
         config = train_config_from_args(
             args,
             lr=args.lr if args.lr is not None else recipe.lr,

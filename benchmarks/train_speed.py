@@ -27,6 +27,7 @@ from _common import Row, add_common_arguments, machine, report, setup, time_inte
 
 from libs.inference.optimize import to_channels_last
 from libs.networks import VideoModel, set_exact_upsampled_conv
+from libs.runtime.allocator import keep_freed_memory
 from libs.runtime.precision import autocast
 
 # name -> (precision, channels-last, factored decoder)
@@ -111,7 +112,7 @@ def measure_memory(name: str, args: argparse.Namespace) -> float:
 def memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
     command = [sys.executable, __file__, "--memory-of", name, "--size", str(args.size), "--clip-len",
                str(args.clip_len), "--batch", str(args.batch), "--device", args.device,
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--memory", args.memory]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
 
@@ -122,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="clips per step (the release: 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--memory", default="glibc", choices=("glibc", "kept"),
+                        help="glibc's malloc as it is, or freed memory kept in the process "
+                             "(libs/runtime/allocator.py, what --memory kept does in train.py)")
     parser.add_argument("--memory-of", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     setup(args)
+    keep_freed_memory(args.memory == "kept")
     if args.memory_of:
         print(json.dumps({"peak_mib": measure_memory(args.memory_of, args)}))
         return 0
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     table = [[row.name, f"{row.median:.2f}", f"{base / row.median:.2f}x", f"{memory[row.name]:.0f}",
               f"{memory[row.name] / memory[rows[0].name]:.2f}"] for row in rows]
     report(f"VideoModel training step, {args.size}x{args.size}, {args.batch} clip(s) of {args.clip_len}, "
-           f"Adam, median of {args.rounds} interleaved rounds",
+           f"Adam, malloc: {args.memory}, median of {args.rounds} interleaved rounds",
            ["configuration", "s/step", "speed-up", "peak memory (MiB)", "memory ratio"], table)
     return 0
 

@@ -20,16 +20,19 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
-from libs.engine.recipes import RecipeOptions
-from libs.engine.trainer import TrainConfig
 from libs.networks.flow import FLOW_CHOICES
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
+from libs.runtime.allocator import MEMORY_CHOICES
 from libs.runtime.errors import UserError, one_line
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import teardown_runtime
+
+if TYPE_CHECKING:  # imported where used: inference.py starts without the training engine
+    from libs.engine.recipes import RecipeOptions
+    from libs.engine.trainer import TrainConfig
 
 # Exceptions that mean "the input or the environment is wrong", not "the code is wrong".
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointError, OSError)
@@ -198,10 +201,20 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
     return flow
 
 
+def add_memory_argument(group: argparse._ArgumentGroup) -> None:
+    """--memory: whether freed memory stays in the process (`libs.runtime.allocator`)."""
+    group.add_argument("--memory", default="auto", choices=MEMORY_CHOICES,
+                       help="auto (the default: on the CPU, keep freed memory for the next pass where that "
+                            "measures faster here than glibc's malloc as it is, timed on the first batch "
+                            "and cached in ~/.cache/rcrnet/), glibc (malloc as it is) or kept (no page "
+                            "faults after the first pass; the resident set stays at the run's peak); "
+                            "the results are the same")
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser,
                           precision_choices: tuple[str, ...] = PRECISION_CHOICES,
                           precision_help: str | None = None) -> argparse._ArgumentGroup:
-    """--device, --precision, --seed."""
+    """--device, --precision, --memory, --seed."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto",
                        help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
@@ -212,6 +225,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser,
                            "channels-last, timed on one training step of the first batch and cached in "
                            "~/.cache/rcrnet/; fp32 unless another is clearly faster), fp32 (the release's "
                            "float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
+    add_memory_argument(group)
     group.add_argument("--seed", type=int, default=None,
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
                             "(default: a random seed, printed and kept in the resume file)")
@@ -234,6 +248,8 @@ def train_config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainC
         "weights_format": args.weights_format,
     }
     values.update(overrides)
+    from libs.engine.trainer import TrainConfig
+
     return TrainConfig(**values)
 
 
@@ -246,6 +262,8 @@ def recipe_options_from_args(args: argparse.Namespace, **overrides: Any) -> Reci
              "flow_fp16": "fp16", "force_flow": "force_flow"}
     values = {field: getattr(args, flag) for field, flag in names.items() if hasattr(args, flag)}
     values.update(overrides)
+    from libs.engine.recipes import RecipeOptions
+
     return RecipeOptions(**values)
 
 

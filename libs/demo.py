@@ -63,7 +63,8 @@ def _elapsed(start: float) -> str:
 
 
 def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder: str | Path = DEMO_DIR,
-             settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
+             settings: DemoSettings = DemoSettings(), progress: bool = True,
+             memory: str = "glibc") -> DemoResult:
     """Run the demo (see the module docstring); prints as it goes and returns the scores."""
     start = time.perf_counter()
     folder = Path(folder)
@@ -74,7 +75,7 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
         shutil.rmtree(folder / stale, ignore_errors=True)
     # the demo's numbers (README) are the same on every machine: `auto` would pick by measuring
     precision = "fp32" if precision == "auto" else precision
-    runtime = setup_runtime(device, precision, seed)
+    runtime = setup_runtime(device, precision, seed, memory)
     image_recipe, video_recipe = RECIPES["image"], RECIPES["video"]
     fresh_options = RecipeOptions(data=data, dataset_config=config, size=settings.size, checkpoint="none")
 
@@ -107,7 +108,8 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
 
     print(f"demo: inference on held-out synthetic videos ({_elapsed(start)})", flush=True)
     best = best_model_path(folder / "run" / "video", video_recipe.prefix)
-    predictor = Predictor.from_checkpoint(best, device=runtime.device, precision=precision)
+    predictor = Predictor.from_checkpoint(best, device=runtime.device, precision=precision,
+                                          memory=memory)
     options = InferenceOptions(results_folder=folder / "results", size=settings.size, num_workers=0,
                                progress=progress)
     scores = {}

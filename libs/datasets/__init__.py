@@ -6,8 +6,7 @@ synthetic-data command line) start without loading torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from libs.runtime.lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_CONFIG": "config",
@@ -38,14 +37,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

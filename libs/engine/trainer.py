@@ -51,6 +51,7 @@ from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
 from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.weights import save_weights
+from libs.runtime.allocator import KEPT, choose_memory, keep_freed_memory
 from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError, one_line
 from libs.runtime.files import FileReadError, read_torch_file, remove_stale_temporaries
@@ -224,6 +225,7 @@ class Trainer:
         if runtime.auto_precision:
             runtime.precision, channels_last, factored = self._measured_precision()
         set_exact_upsampled_conv(self.module, factored)
+        self._choose_memory(runtime.precision, channels_last, factored)
         if channels_last:
             # channels-last convs (oneDNN and cuDNN then skip a layout reorder of every
             # activation; about 2x faster bf16 training steps on a CPU, README "Performance")
@@ -261,6 +263,27 @@ class Trainer:
             choice = decision.choice
             set_rng_state(states)
         return TRAINING_CANDIDATES[broadcast_object(rt, choice)]
+
+    def _choose_memory(self, precision: str, channels_last: bool, factored: bool) -> None:
+        """`--memory`: kept or glibc as told; auto measures one training step of the first batch
+        at the chosen precision under both, on rank 0 (or cached, `libs.runtime.allocator`)."""
+        rt = self.runtime
+        if rt.memory != "auto":
+            keep_freed_memory(rt.memory == "kept")
+            return
+        choice = "glibc"
+        if rt.is_main:
+            states = rng_state()
+            batch = to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
+            step = self._timed_step(batch, precision, channels_last, factored)
+            what = f"training {type(self.task).__name__} {_shapes(batch)} {precision}" \
+                   f"{' channels-last' if channels_last else ''}{' factored' if factored else ''}"
+            decision = choose_memory("auto", what, step, rt.device)
+            if decision.ratios:
+                rt.print(f"memory auto: {decision.describe()}")
+            choice = "kept" if decision.choice == KEPT else "glibc"
+            set_rng_state(states)
+        keep_freed_memory(broadcast_object(rt, choice) == "kept")
 
     def _timed_step(self, batch: Any, precision: str, channels_last: bool,
                     factored: bool) -> Callable[[], None]:

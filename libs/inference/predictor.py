@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from libs.networks.weights import model_from_checkpoint
+from libs.runtime.allocator import KEPT, check_memory_choice, choose_memory, keep_freed_memory
 from libs.runtime.calibration import Decision, measured_choice
 from libs.runtime.errors import UserError
 from libs.runtime.precision import keep_float32_exact, resolve_precision
@@ -42,12 +43,14 @@ class Predictor:
     (`libs.runtime.calibration`; plain fp32 unless another is clearly faster); `bf16` / `fp16`
     autocast the whole model (faster where bfloat16 is native, far from float32). `compile`:
     `on`, `off`, or `auto` (for runs of at least `COMPILE_MIN_FRAMES` frames, told by `plan`:
-    compiled where it measures faster).
+    compiled where it measures faster). `memory` (`libs.runtime.allocator`): `glibc` (malloc as
+    it is), `kept` (freed memory kept for the next pass) or `auto` (measured on the first batch
+    after the rest is chosen).
     `report` receives the one-line account of each measured decision.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu", kind: str = "video",
-                 precision: str = "fp32", compile: str = "off",
+                 precision: str = "fp32", compile: str = "off", memory: str = "glibc",
                  report: Callable[[str], None] | None = None) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(str(device))
         if compile not in COMPILE_CHOICES:
@@ -57,6 +60,7 @@ class Predictor:
         keep_float32_exact(self.precision)
         self.kind = kind
         self.compile = compile
+        self.memory = check_memory_choice(memory)
         self.model = model.to(self.device).eval()
         self.report = report
         self.decisions: list[Decision] = []
@@ -67,11 +71,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, output_stride: int = 16, device: str | torch.device = "auto",
-                        precision: str = "fp32", compile: str = "off",
+                        precision: str = "fp32", compile: str = "off", memory: str = "glibc",
                         report: Callable[[str], None] | None = None) -> Predictor:
         """Load `path` (VideoModel or ImageModel file, read once) onto `device`."""
         model, kind = model_from_checkpoint(path, output_stride)
-        return cls(model, device, kind, precision, compile, report)
+        return cls(model, device, kind, precision, compile, memory, report)
 
     def plan(self, frames: int) -> None:
         """Tell the predictor how many frames the run will predict (`compile` auto considers
@@ -83,12 +87,13 @@ class Predictor:
         return self.compile == "on"
 
     def describe(self) -> str:
-        """The precision and compilation, for the scripts' logs."""
+        """The precision, compilation and memory setting, for the scripts' logs."""
         text = f"precision {self.precision}"
         if self.auto:
             text = f"precision auto: {self.chosen}" if self._runner is not None else \
                 "precision auto (float32; speed-ups measured on the first batch)"
-        return text + (", torch.compile" if self.compiled else "")
+        text += ", torch.compile" if self.compiled else ""
+        return text + (f", {KEPT}" if self.memory == "kept" else "")
 
     def _call(self, runner: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "video":
@@ -145,6 +150,15 @@ class Predictor:
         else:
             self.compile = "off"
         self._runner = runner
+        if self.memory == "auto":
+            decision = choose_memory("auto", f"{self.kind} {tuple(x.shape)}", lambda: self._call(runner, x),
+                                     self.device)
+            self.decisions.append(decision)
+            if self.report is not None and decision.ratios:
+                self.report(f"memory auto: {decision.describe()}")
+            self.memory = "kept" if decision.choice == KEPT else "glibc"
+        else:
+            keep_freed_memory(self.memory == "kept")
         return output
 
     @torch.inference_mode()

@@ -39,6 +39,7 @@ from libs.networks.flow import FlowEstimator, build_flow_estimator
 from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.sizes import check_frame_size
 from libs.networks.weights import load_fgplg, load_flownet2
+from libs.runtime.allocator import check_memory_choice, choose_memory
 from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError
 from libs.runtime.files import remove_stale_temporaries, write_atomic
@@ -57,7 +58,7 @@ Predictor = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device | str = "cpu",
-                    report: Callable[[str], None] | None = None) -> Predictor:
+                    report: Callable[[str], None] | None = None, memory: str = "glibc") -> Predictor:
     """An FGPLG's pseudo-labels as probabilities (sigmoid of its logits).
 
     `precision` (`libs.runtime.precision`): `fp32` runs `model` as the release computes it (the
@@ -66,9 +67,11 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
     (plain fp32 unless another is clearly faster; `report` gets the one-line decision);
     anything else runs a
     copy prepared by `libs.inference.optimize.prepare_model` (BatchNorm folded,
-    channels-last, bf16/fp16 autocast).
+    channels-last, bf16/fp16 autocast). `memory` (`libs.runtime.allocator`): glibc, kept, or
+    auto (measured on the first label, after the precision).
     """
     device = torch.device(device)
+    check_memory_choice(memory)
     auto = precision == "auto"
     precision = resolve_precision(precision, device)
     model.eval()
@@ -117,7 +120,13 @@ def fgplg_predictor(model: FGPLG, precision: str = "fp32", device: torch.device 
 
     def predict(frame: Tensor, frame_l: Tensor, frame_r: Tensor, label_l: Tensor, label_r: Tensor) -> Tensor:
         inputs = (frame, frame_l, frame_r, label_l, label_r)
-        logits = choose(inputs) if not runs else None
+        logits = None
+        if not runs:
+            logits = choose(inputs)
+            decision = choose_memory(memory, f"FGPLG {tuple(frame.shape)} {precision}",
+                                     lambda: runs[0](*inputs), device)
+            if report is not None and decision.ratios:
+                report(f"memory auto: {decision.describe()}")
         if logits is None:
             logits = runs[0](*inputs)
         return torch.sigmoid(logits.float())
@@ -395,9 +404,10 @@ class PseudoLabelOptions:
 
 
 def build_predictor(options: PseudoLabelOptions, device: torch.device,
-                    report: Callable[[str], None] | None = None) -> tuple[Predictor, str]:
+                    report: Callable[[str], None] | None = None,
+                    memory: str = "glibc") -> tuple[Predictor, str]:
     """The label predictor `options` ask for (FGPLG, or flow warping with `warp_only`) and its
-    description; `report` gets `precision auto`'s measured decision."""
+    description; `report` gets the measured decisions (`precision auto`, `memory` auto)."""
     if options.warp_only:
         estimator = build_flow_estimator(options.flow, rgb_max=options.rgb_max, half_precision=options.fp16)
         if options.flow == "flownet2":
@@ -408,7 +418,7 @@ def build_predictor(options: PseudoLabelOptions, device: torch.device,
     model = load_generator(options.checkpoint, options.flow, options.output_stride, options.rgb_max,
                            options.fp16, options.force_flow, options.flownet_checkpoint)
     what = f"FGPLG {options.checkpoint} ({model.flow_name}, {describe(options.precision, device)})"
-    return fgplg_predictor(model.to(device), options.precision, device, report), what
+    return fgplg_predictor(model.to(device), options.precision, device, report, memory), what
 
 
 def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
@@ -428,7 +438,7 @@ def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
     runtime.barrier()
     dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
                                  options.frame_between_label_num, options.datasets)
-    predict, what = build_predictor(options, runtime.device, runtime.print)
+    predict, what = build_predictor(options, runtime.device, runtime.print, runtime.memory)
     runtime.print(f"Generating pseudo-labels at {options.out} with {what}")
     runtime.print(f"label interval: {options.label_interval}, frames between labels: "
                   f"{options.frame_between_label_num}; device {runtime.device}"

@@ -130,6 +130,23 @@ def time_alternately(candidates: Mapping[str, Callable[[], object]], rounds: int
     return times
 
 
+def time_in_turn(candidates: Mapping[str, Callable[[], object]], rounds: int = 2, warmup: int = 1,
+                 timer: Timer = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds of each candidate's call, one candidate after the other (`warmup` untimed calls, then
+    `rounds` timed ones): for candidates whose calls change process-wide state that the next
+    candidate's first call would undo (`libs.runtime.allocator`)."""
+    times: dict[str, list[float]] = {}
+    for name, call in candidates.items():
+        for _ in range(warmup):
+            call()
+        times[name] = []
+        for _ in range(rounds):
+            start = timer()
+            call()
+            times[name].append(timer() - start)
+    return times
+
+
 def pick_fastest(times: Mapping[str, Sequence[float]], baseline: str, margin: float = MARGIN) -> Decision:
     """The candidate with the shortest median time if it beats `baseline`'s median by `margin`,
     else `baseline`; with every candidate's speed relative to `baseline`."""
@@ -142,9 +159,11 @@ def pick_fastest(times: Mapping[str, Sequence[float]], baseline: str, margin: fl
 
 def measured_choice(what: str, candidates: Mapping[str, Callable[[], object]], baseline: str,
                     device: torch.device | str = "cpu", rounds: int = 2, warmup: int = 1,
-                    timer: Timer = time.perf_counter, use_cache: bool = True) -> Decision:
+                    timer: Timer = time.perf_counter, use_cache: bool = True,
+                    interleaved: bool = True) -> Decision:
     """Choose among `candidates` (name -> one call of the work; `baseline` among them) by timing
-    them here, or take the cached decision for this machine and `what`."""
+    them here (alternately, or with `interleaved=False` one after the other in their order), or
+    take the cached decision for this machine and `what`."""
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not a candidate")
     key = machine_key(device, what)
@@ -154,7 +173,8 @@ def measured_choice(what: str, candidates: Mapping[str, Callable[[], object]], b
             return found
     if len(candidates) == 1:
         return Decision(baseline, baseline)
-    decision = pick_fastest(time_alternately(candidates, rounds, warmup, timer), baseline)
+    timing = time_alternately if interleaved else time_in_turn
+    decision = pick_fastest(timing(candidates, rounds, warmup, timer), baseline)
     if use_cache:
         store_decision(key, decision)
     return decision

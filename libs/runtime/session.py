@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .allocator import check_memory_choice
 from .errors import UserError
 from .precision import autocast, keep_float32_exact, resolve_precision
 
@@ -30,6 +31,7 @@ class Runtime:
     precision: str = "fp32"
     seed: int = 0
     auto_precision: bool = False  # `--precision auto`: the trainer measures fp32 against its alternatives
+    memory: str = "glibc"  # `--memory` (libs.runtime.allocator): auto is measured by the trainer
     deterministic: bool = False
     rank: int = 0
     world_size: int = 1
@@ -118,10 +120,12 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
-def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | None = None) -> Runtime:
+def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | None = None,
+                  memory: str = "glibc") -> Runtime:
     """Set up this process for training: process group under torchrun, device, precision (`auto`
     resolved to fp32 by `libs.runtime.precision.resolve_precision`, then measured by the trainer),
-    seeds, determinism."""
+    memory (`libs.runtime.allocator`: `auto` measured by the trainer), seeds, determinism."""
+    check_memory_choice(memory)
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
@@ -145,7 +149,7 @@ def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | Non
             dist.broadcast_object_list(shared, src=0)
             seed = int(shared[0])
     runtime = Runtime(device=resolved, precision=precision, seed=int(seed), auto_precision=auto_precision,
-                      deterministic=deterministic,
+                      memory=memory, deterministic=deterministic,
                       rank=rank, world_size=world_size, local_rank=local_rank)
     seed_everything(runtime.seed + rank)
     if resolved.type == "cuda":
