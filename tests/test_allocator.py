@@ -22,36 +22,6 @@ def decision_cache(monkeypatch, tmp_path):
     monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path / "cache"))
 
 
-FAULTS = """
-import resource, torch
-from libs.runtime.allocator import keep_freed_memory, keeps_freed_memory
-
-def faults():
-    # minor page faults of allocating, filling and freeing 96 MiB (above glibc's mmap threshold)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    block = torch.ones(24 * 2**20)
-    del block
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-fresh = min(faults(), faults())  # glibc: a fresh mmap each time (fewer faults with huge pages)
-assert fresh > 0
-assert keep_freed_memory(True) and keeps_freed_memory()
-faults(), faults()  # the heap grows (glibc settles the freed block in its bins by the second)
-kept = faults()
-assert kept <= fresh // 10, (kept, fresh)  # then the same pages serve again
-assert keep_freed_memory(False) and not keeps_freed_memory()
-faults()
-assert faults() > fresh // 2
-"""
-
-
-@needs_glibc
-def test_kept_memory_is_reused_without_page_faults():
-    """In a fresh process, as the scripts run."""
-    done = subprocess.run([sys.executable, "-c", FAULTS], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 def test_glibc_first_is_glibc_untouched():
     """Asking for glibc's behaviour before anything else calls no mallopt (its dynamic thresholds stay)."""
     code = ("from libs.runtime import allocator\n"
