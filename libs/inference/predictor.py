@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from libs.networks.weights import model_from_checkpoint
-from libs.runtime.allocator import KEPT, check_memory_choice, choose_memory, keep_freed_memory
+from libs.runtime.allocator import KEPT, check_memory_choice, choose_memory
 from libs.runtime.calibration import Decision, measured_choice
 from libs.runtime.errors import UserError
 from libs.runtime.precision import keep_float32_exact, resolve_precision
@@ -150,15 +150,14 @@ class Predictor:
         else:
             self.compile = "off"
         self._runner = runner
-        if self.memory == "auto":
-            decision = choose_memory("auto", f"{self.kind} {tuple(x.shape)}", lambda: self._call(runner, x),
-                                     self.device)
+        measured = self.memory == "auto"
+        decision = choose_memory(self.memory, f"{self.kind} {tuple(x.shape)}", lambda: self._call(runner, x),
+                                 self.device)
+        self.memory = "kept" if decision.choice == KEPT else "glibc"
+        if measured:
             self.decisions.append(decision)
             if self.report is not None and decision.ratios:
                 self.report(f"memory auto: {decision.describe()}")
-            self.memory = "kept" if decision.choice == KEPT else "glibc"
-        else:
-            keep_freed_memory(self.memory == "kept")
         return output
 
     @torch.inference_mode()
