@@ -25,11 +25,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # (low-res size, output size): 4x as in RCRNet (448 via 112 at small scale), other powers of two,
-# non-square, and the sizes of odd inputs (block1 of a 33 / 65 / 97 / 449-like input), factor 1
+# non-square, the sizes of odd inputs (block1 of a 33 / 65 / 97 / 449-like input), factor 1, maps
+# of one row or column
 SIZES = [((8, 8), (32, 32)), ((16, 16), (64, 64)), ((9, 9), (33, 33)), ((17, 17), (65, 65)),
          ((25, 25), (97, 97)), ((29, 29), (113, 113)), ((5, 7), (20, 28)), ((6, 5), (12, 40)),
          ((3, 3), (12, 12)), ((2, 2), (8, 8)), ((9, 17), (33, 65)), ((7, 7), (7, 7)),
-         ((13, 11), (40, 31)), ((40, 40), (160, 160))]
+         ((13, 11), (40, 31)), ((40, 40), (160, 160)), ((1, 1), (4, 4)), ((1, 3), (2, 12))]
 
 
 @pytest.mark.parametrize(("low", "size"), SIZES)
@@ -46,7 +47,8 @@ def test_equals_resize_then_conv_in_float64(low, size):
 
 
 def test_border_blocks_matter():
-    """The periodic interior formula alone is wrong at the border: the recomputation is needed."""
+    """The periodic formula on the edge-replicated map is wrong at the border: the zero-padding
+    terms must be removed."""
     low, size = (8, 8), (32, 32)
     x = torch.randn(1, 3, *low, dtype=F64)
     weight = torch.randn(4, 3, 3, 3, dtype=F64)
@@ -59,6 +61,35 @@ def test_border_blocks_matter():
     assert relative_error(periodic[:, :, 4:-4, 4:-4], expected[:, :, 4:-4, 4:-4]) < 1e-13
     assert relative_error(periodic, expected) > 1e-3
     assert relative_error(upsampled_conv3x3(x, weight, None, size), expected) < 1e-13
+
+
+@pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((5, 7), (20, 28)), ((1, 3), (4, 6)),
+                                           ((7, 7), (7, 7)), ((13, 11), (40, 31))])
+@pytest.mark.parametrize("band_pixels", [1, 9, 1000])
+def test_pointwise_epilogue_in_bands(low, size, band_pixels):
+    """Inference: a pointwise epilogue in bands of rows (one row, a few, the whole map), with and
+    without autograd recording (which takes the whole-map path)."""
+    generator = torch.Generator().manual_seed(sum(low) + band_pixels)
+    x = torch.randn(3, 4, *low, dtype=F64, generator=generator)
+    weight = torch.randn(5, 4, 3, 3, dtype=F64, generator=generator)
+    bias = torch.randn(5, dtype=F64, generator=generator)
+    head = torch.randn(2, 5, 1, 1, dtype=F64, generator=generator)
+
+    def epilogue(y):
+        return F.conv2d(torch.relu(y), head)
+
+    expected = epilogue(plain(x, weight, bias, size))
+    with torch.no_grad():
+        banded = upsampled_conv3x3(x, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
+    assert banded.shape == expected.shape
+    assert relative_error(banded, expected) < 1e-13
+    xg = x.clone().requires_grad_(True)
+    recorded = upsampled_conv3x3(xg, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
+    assert relative_error(recorded.detach(), expected) < 1e-13
+    recorded.sum().backward()
+    xp = x.clone().requires_grad_(True)
+    epilogue(plain(xp, weight, bias, size)).sum().backward()
+    assert relative_error(xg.grad, xp.grad) < 1e-12
 
 
 def test_resize_matrix_and_phase_coefficients():

@@ -219,6 +219,7 @@ class Trainer:
         self.train_set = train_set
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
+        self._resume_file()  # a missing resume file fails before the minutes of measuring below
         self.module: nn.Module = task.model.to(runtime.device)
         # an explicit --precision computes as the release does (resize, then the decoder's conv)
         channels_last, factored = runtime.precision != "fp32", False
@@ -456,12 +457,21 @@ class Trainer:
             }, path)
         return path
 
+    def _resume_file(self) -> Path | None:
+        """The file --resume names (`auto`: this run's own), checked to exist; None without --resume."""
+        if self.config.resume is None:
+            return None
+        path = Path(self.config.resume)
+        if str(self.config.resume) == "auto":
+            path = resume_path(self.save_folder, self.task.prefix)
+        if not path.is_file():
+            raise UserError(f"--resume: no resume file at {path} (it is written after every epoch "
+                            f"as {resume_path('<save-folder>', self.task.prefix).name})")
+        return path
+
     def load_resume(self, path: str | Path) -> int:
         """Restore a resume file; returns the last completed epoch it holds."""
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--resume: no resume file at {path} (it is written after every epoch "
-                              f"as {resume_path('<save-folder>', self.task.prefix).name})")
         try:
             state = read_torch_file(path, "resume file")
         except FileReadError as error:
@@ -522,10 +532,8 @@ class Trainer:
         """Train epochs start+1 .. epochs; returns the best score, its epoch and the history."""
         cfg, rt = self.config, self.runtime
         start = cfg.start_epoch
-        if cfg.resume is not None:
-            path = cfg.resume
-            if str(path) == "auto":
-                path = resume_path(self.save_folder, self.task.prefix)
+        path = self._resume_file()
+        if path is not None:
             start = self.load_resume(path)
             if start >= cfg.epochs and not cfg.eval_first:
                 raise UserError(f"--resume: nothing left to do: {path} holds epoch {start} and --epochs is "

@@ -70,7 +70,7 @@ class Decoder(nn.Sequential):
         if folded:
             weight, bias = _fold_batchnorm(weight, bias, bn)
         return upsampled_conv3x3(x, weight, bias, tuple(size),
-                                 lambda y: self._epilogue(y if folded else bn(y)))
+                                 lambda y: self._epilogue(y if folded else bn(y)), pointwise=folded)
 
     def _epilogue(self, y: torch.Tensor) -> torch.Tensor:
         """ReLU and conv2 of the conv1 output [N, J, L, 1] (BatchNorm applied or folded)."""

@@ -13,12 +13,14 @@ likewise for R_w:
 Stage 1 is one matrix product: the nine 1x1 "tap" maps T_ab = W[:, :, a, b] x, at low
 resolution. Stage 2 applies the resize-and-shift matrices to the taps and sums them:
 
-- Power-of-two factors (H = f_h h, W = f_w w; RCRNet at input sizes divisible by 4, f = 4):
-  every A_a and B_b row is exactly periodic away from the border, so the output pixels
-  (f_h i + s, f_w k + r) of every low-res pixel (i, k) are one fixed [f_h f_w x 81] combination
-  of the taps of its 3x3 neighbourhood: three batched matrix products over overlapping windows
-  of the tap array. The border pixels' blocks (i or k at 0 or the last index: the resize's
-  clamping, the conv's zero padding) are recomputed with the exact matrices.
+- Power-of-two factors (H = f_h h, W = f_w w, 1 included; RCRNet at input sizes divisible by
+  4, f = 4): away from the border every A_a and B_b row is periodic, so the output pixels
+  (f_h i + s, f_w k + r) of every low-res pixel (i, k) are one fixed [f_h f_w x 27] combination
+  of the taps of each of 3 neighbouring rows: three batched matrix products over overlapping
+  windows of the tap array. Computed on the edge-replicated map, that formula is also the
+  resize's clamping at the border; what remains is the conv's zero padding, a few tap terms of
+  the first and last rows and columns, subtracted. A pointwise epilogue (inference) runs on
+  bands of rows as they are computed, so the conv output of the whole map is never stored.
 - Other sizes: both matrices applied to the taps, in bands of output rows and columns.
 
 The bias of the conv (and a folded BatchNorm's shift) is added to the centre tap: each row of
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 
 CENTRE_TAP = 4  # (a, b) = (0, 0) in the row-major 3x3 kernel
 BAND = 32  # output rows (columns) per matrix product of the general path
+BAND_PIXELS = 2048  # low-res pixels per band of the pointwise inference path
 
 Epilogue = Callable[[torch.Tensor], torch.Tensor]
 
@@ -128,86 +131,158 @@ def _resize_taps(taps: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
 
 
 def _phase_factor(size_in: int, size_out: int) -> int | None:
-    """The resize factor when it is a power of two >= 2 and the map is at least 3 pixels wide."""
+    """The resize factor when it is a power of two (1 included)."""
     factor, remainder = divmod(size_out, size_in)
-    if remainder or factor < 2 or factor & (factor - 1) or size_in < 3:
+    if remainder or factor & (factor - 1):
         return None
     return factor
 
 
 def _phase_weights(fh: int, fw: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """G [3 (row offset d), fh fw (s, r), 27 (column offset e, a, b)] of the periodic interior."""
+    """G [3 (row offset d), fh fw (s, r), 27 (column offset e, a, b)] of the periodic formula."""
     alpha = torch.tensor(phase_coefficients(fh), dtype=torch.float64)  # [s, a, d]
     beta = torch.tensor(phase_coefficients(fw), dtype=torch.float64)  # [r, b, e]
     weights = torch.einsum("sad,rbe->dsreab", alpha, beta).reshape(3, fh * fw, 27)
     return weights.to(dtype=dtype, device=device)
 
 
-def _phase_interior(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    fh: int, fw: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The taps [N, h, w, 3, 3, J] and the output blocks [N, h, w, fh, fw, J] of every low-res
-    pixel by the periodic combination; those of the first and last row and column of each map
-    are wrong (they read past the map's edge) and left to `_fix_borders`."""
-    n, _, height, width = x.shape
-    out_channels = weight.shape[0]
-    pixels = n * height * width
-    margin = width + 1  # every pixel's 3x3 neighbourhood lies inside the padded tap array
-    padded = compute_taps(x, weight, bias, margin)
-    rows = padded.view(-1, out_channels)  # 9 tap rows per pixel
-    weights = _phase_weights(fh, fw, padded.dtype, padded.device)
-    blocks = None
-    for d in range(3):
-        first = (margin + (d - 1) * width - 1) * 9
-        # the 27 tap rows of 3 neighbouring pixels, for every pixel: windows 9 rows apart
-        windows = rows[first:first + (pixels + 2) * 9].unfold(0, 27, 9).transpose(1, 2)
-        coefficients = weights[d].expand(pixels, -1, -1)
-        if blocks is None:
-            blocks = torch.bmm(coefficients, windows)
-        else:
-            blocks.baddbmm_(coefficients, windows)
-    taps = padded[margin:margin + pixels].view(n, height, width, 3, 3, out_channels)
-    return taps, blocks.view(n, height, width, fh, fw, out_channels)
+class _PhaseGrid:
+    """The taps of the edge-replicated map and the periodic formula over them.
 
+    Bilinear resizing with align_corners=False clamps its source index at the edges, which is
+    the periodic interpolation formula applied to the map padded by one replicated pixel on
+    every side. So the periodic combination of the taps of `replicate_pad(x)` is exact for every
+    real pixel except for the conv's zero padding: the tap terms that read the resized row -1 or
+    H (column -1 or W). Those are the a = 0 taps of the first row, a = 2 of the last, b = 0 / 2
+    of the first / last column, and they are subtracted (`_remove_zero_padding`)."""
 
-def _fix_borders(blocks: torch.Tensor, taps: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                 fh: int, fw: int) -> torch.Tensor:
-    """`blocks` [N, h, w, fh, fw, J] with the border pixels' blocks set to the exact values."""
-    n, height, width = taps.shape[:3]
-    out_channels = taps.shape[-1]
-    for i in (0, height - 1):
-        exact = _resize_taps(taps, rows[:, i * fh:(i + 1) * fh], cols, cols.shape[1])  # [N, fh, W, J]
-        blocks[:, i] = exact.view(n, fh, width, fw, out_channels).transpose(1, 2)
-    for k in (0, width - 1):
-        exact = _resize_taps(taps, rows, cols[:, k * fw:(k + 1) * fw], rows.shape[1])  # [N, H, fw, J]
-        blocks[:, :, k] = exact.view(n, height, fh, fw, out_channels)
-    return blocks
+    def __init__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 fh: int, fw: int) -> None:
+        self.n, _, self.height, self.width = x.shape
+        self.fh, self.fw = fh, fw
+        self.channels = weight.shape[0]
+        self.padded_width = self.width + 2
+        self.margin = self.padded_width + 1  # every padded pixel's 3x3 neighbourhood is in range
+        padded = compute_taps(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias, self.margin)
+        self.rows = padded.view(-1, self.channels)  # 9 tap rows per pixel
+        # [N, h + 2, w + 2, 3, 3, J]
+        self.taps = padded[self.margin:-self.margin].view(self.n, self.height + 2, self.padded_width,
+                                                          3, 3, self.channels)
+        self.weights = _phase_weights(fh, fw, x.dtype, x.device)
+        self.alpha = torch.tensor(phase_coefficients(fh), dtype=x.dtype, device=x.device)
+        self.beta = torch.tensor(phase_coefficients(fw), dtype=x.dtype, device=x.device)
+
+    def blocks(self, first: int, count: int) -> torch.Tensor:
+        """[count, fh fw, J]: the periodic formula at padded pixels first .. first + count - 1
+        (flat index over frames, rows, columns of the padded grid)."""
+        blocks = None
+        for d in range(3):
+            start = (self.margin + first + (d - 1) * self.padded_width - 1) * 9
+            # the 27 tap rows of 3 neighbouring pixels, for every pixel: windows 9 rows apart
+            windows = self.rows[start:start + (count + 2) * 9].unfold(0, 27, 9).transpose(1, 2)
+            coefficients = self.weights[d].expand(count, -1, -1)
+            if blocks is None:
+                blocks = torch.bmm(coefficients, windows)
+            else:
+                blocks.baddbmm_(coefficients, windows)
+        return blocks
+
+    def remove_zero_padding(self, blocks: torch.Tensor, taps: torch.Tensor, top: int) -> None:
+        """Subtract, in place, the tap terms that read the conv's zero padding from `blocks`
+        [N', R, w + 2, fh, fw, J] of the padded rows top .. top + R - 1 (1 <= top, top + R <= h + 1)
+        of the frames whose taps are `taps` [N', h + 2, w + 2, 3, 3, J]."""
+        height, width, fh, fw = self.height, self.width, self.fh, self.fw
+        band = blocks.shape[1]
+        first, last = top == 1, top + band == height + 1
+        # each term is a combination of replicated rows (columns) 0 and 1, or h and h + 1, which
+        # are equal: it is the tap of row 1 (h) itself
+        if first:
+            window = taps[:, 1, :, 0].unfold(1, 3, 1)  # [N', w, 3 (b), J, 3 (e)]
+            blocks[:, 0, 1:width + 1, 0] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
+        if last:
+            window = taps[:, height, :, 2].unfold(1, 3, 1)
+            blocks[:, -1, 1:width + 1, fh - 1] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
+        for column, b, r in ((1, 0, 0), (width, 2, fw - 1)):
+            window = taps[:, top - 1:top + band + 1, column, :, b].unfold(1, 3, 1)  # [N', R, 3 (a), J, 3 (d)]
+            blocks[:, :, column, :, r] -= torch.einsum("sad,niajd->nisj", self.alpha, window)
+        # the corner terms were subtracted twice
+        for row, a, s, edge in ((0, 0, 0, first), (-1, 2, fh - 1, last)):
+            if edge:
+                source = 1 if a == 0 else height
+                blocks[:, row, 1, s, 0] += taps[:, source, 1, a, 0]
+                blocks[:, row, width, s, fw - 1] += taps[:, source, width, a, 2]
+
+    def exact_blocks(self) -> torch.Tensor:
+        """[N, h + 2, w + 2, fh, fw, J]: the conv output blocks at every padded pixel; those of
+        real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
+        padded_pixels = self.n * (self.height + 2) * self.padded_width
+        blocks = self.blocks(0, padded_pixels).view(self.n, self.height + 2, self.padded_width,
+                                                    self.fh, self.fw, self.channels)
+        self.remove_zero_padding(blocks[:, 1:self.height + 1], self.taps, 1)
+        return blocks
+
+    def exact_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
+        """[N, h, w + 2, fh, fw, K]: `epilogue` of the exact blocks, in bands of padded rows of
+        about `band_pixels` pixels, without storing the conv output of the whole map."""
+        rows_per_band = max(1, band_pixels // self.padded_width)
+        out = None
+        for frame in range(self.n):
+            taps = self.taps[frame:frame + 1]
+            for top in range(1, self.height + 1, rows_per_band):
+                band = min(rows_per_band, self.height + 1 - top)
+                count = band * self.padded_width
+                first = (frame * (self.height + 2) + top) * self.padded_width
+                blocks = self.blocks(first, count)
+                self.remove_zero_padding(blocks.view(1, band, self.padded_width, self.fh, self.fw,
+                                                     self.channels), taps, top)
+                flat = blocks.view(1, -1, 1, self.channels).permute(0, 3, 1, 2)  # [1, J, L, 1]
+                logits = epilogue(flat).permute(0, 2, 3, 1).reshape(band, self.padded_width, self.fh,
+                                                                    self.fw, -1)
+                if out is None:
+                    out = logits.new_empty(self.n, self.height, self.padded_width, self.fh, self.fw,
+                                           logits.shape[-1])
+                out[frame, top - 1:top - 1 + band] = logits
+        return out
 
 
 def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      size: tuple[int, int], epilogue: Epilogue | None = None) -> torch.Tensor:
+                      size: tuple[int, int], epilogue: Epilogue | None = None,
+                      pointwise: bool = False, band_pixels: int = BAND_PIXELS) -> torch.Tensor:
     """epilogue(conv2d(resize(x, size), weight, bias, padding=1)) without forming resize(x).
 
     x [N, C, h, w]; weight [J, C, 3, 3]; bias [J] or None; resize = bilinear, align_corners=False.
     `epilogue` (default: identity) maps the conv output, handed over as [N, J, L, 1] with the
-    L = H W pixels in an internal order, to [N, K, L, 1]; it must treat pixels independently
-    (BatchNorm, also with batch statistics, ReLU, 1x1 convs). Returns [N, K, H, W].
+    L pixels in an internal order, to [N, K, L, 1]; it must treat pixels independently
+    (BatchNorm, also with batch statistics, ReLU, 1x1 convs). With `pointwise` it promises no
+    statistics over pixels either (no train-mode BatchNorm): it may then also see pixels that
+    are not outputs, and, where no gradient is recorded, bands of about `band_pixels` pixels at
+    a time (the conv output of the whole map is never stored). Returns [N, K, H, W].
     Differentiable in x, weight and bias; any float dtype and device.
     """
     height, width = x.shape[2:]
     full_height, full_width = int(size[0]), int(size[1])
-    rows = shifted_resize_matrices(height, full_height, x.dtype, x.device)
-    cols = shifted_resize_matrices(width, full_width, x.dtype, x.device)
     fh, fw = _phase_factor(height, full_height), _phase_factor(width, full_width)
     n, out_channels = x.shape[0], weight.shape[0]
-    if fh is not None and fw is not None:
-        taps, blocks = _phase_interior(x, weight, bias, fh, fw)
-        blocks = _fix_borders(blocks, taps, rows, cols, fh, fw)
-    else:
+    if fh is None or fw is None:
+        rows = shifted_resize_matrices(height, full_height, x.dtype, x.device)
+        cols = shifted_resize_matrices(width, full_width, x.dtype, x.device)
         taps = compute_taps(x, weight, bias).view(n, height, width, 3, 3, out_channels)
         blocks = _resize_taps(taps, rows, cols)  # [N, H, W, J]
-    flat = blocks.reshape(n, -1, 1, out_channels).permute(0, 3, 1, 2)  # [N, J, L, 1]
-    out = flat if epilogue is None else epilogue(flat)
-    if fh is None or fw is None:
+        flat = blocks.reshape(n, -1, 1, out_channels).permute(0, 3, 1, 2)  # [N, J, L, 1]
+        out = flat if epilogue is None else epilogue(flat)
         return out.reshape(n, -1, full_height, full_width)
-    grid = out.reshape(n, -1, height, width, fh, fw).permute(0, 1, 2, 4, 3, 5)
-    return grid.reshape(n, -1, full_height, full_width)
+    grid = _PhaseGrid(x, weight, bias, fh, fw)
+    recording = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, weight, bias))
+    if epilogue is not None and pointwise and not recording:
+        logits = grid.exact_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fh, fw, K]
+    else:
+        blocks = grid.exact_blocks()
+        if not pointwise:  # statistics over real pixels only
+            blocks = blocks[:, 1:height + 1, 1:width + 1]
+        flat = blocks.reshape(n, -1, 1, out_channels).permute(0, 3, 1, 2)  # [N, J, L, 1]
+        out = flat if epilogue is None else epilogue(flat)
+        logits = out.permute(0, 2, 3, 1).view(*blocks.shape[:-1], -1)
+        if pointwise:
+            logits = logits[:, 1:height + 1, 1:width + 1]
+    return logits.permute(0, 5, 1, 3, 2, 4).reshape(n, -1, full_height, full_width)
