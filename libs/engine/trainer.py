@@ -219,7 +219,8 @@ class Trainer:
         self.train_set = train_set
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
-        self._resume_file()  # a missing resume file fails before the minutes of measuring below
+        # resolved first: a missing resume file fails before the minutes of measuring below
+        self.resume_file = self._resume_file()
         self.module: nn.Module = task.model.to(runtime.device)
         # an explicit --precision computes as the release does (resize, then the decoder's conv)
         channels_last, factored = runtime.precision != "fp32", False
@@ -532,7 +533,7 @@ class Trainer:
         """Train epochs start+1 .. epochs; returns the best score, its epoch and the history."""
         cfg, rt = self.config, self.runtime
         start = cfg.start_epoch
-        path = self._resume_file()
+        path = self.resume_file
         if path is not None:
             start = self.load_resume(path)
             if start >= cfg.epochs and not cfg.eval_first:

@@ -136,14 +136,6 @@ def _phase_factor(size_in: int, size_out: int) -> int | None:
     return factor
 
 
-def _phase_weights(fh: int, fw: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """G [3 (row offset d), fh fw (s, r), 27 (column offset e, a, b)] of the periodic formula."""
-    alpha = torch.tensor(phase_coefficients(fh), dtype=torch.float64)  # [s, a, d]
-    beta = torch.tensor(phase_coefficients(fw), dtype=torch.float64)  # [r, b, e]
-    weights = torch.einsum("sad,rbe->dsreab", alpha, beta).reshape(3, fh * fw, 27)
-    return weights.to(dtype=dtype, device=device)
-
-
 class _PhaseGrid:
     """The taps of the edge-replicated map and the periodic formula over them.
 
@@ -166,9 +158,12 @@ class _PhaseGrid:
         # [N, h + 2, w + 2, 3, 3, J]
         self.taps = padded[self.margin:-self.margin].view(self.n, self.height + 2, self.padded_width,
                                                           3, 3, self.channels)
-        self.weights = _phase_weights(fh, fw, x.dtype, x.device)
-        self.alpha = torch.tensor(phase_coefficients(fh), dtype=x.dtype, device=x.device)
-        self.beta = torch.tensor(phase_coefficients(fw), dtype=x.dtype, device=x.device)
+        alpha = torch.tensor(phase_coefficients(fh), dtype=torch.float64)  # [s, a, d]
+        beta = torch.tensor(phase_coefficients(fw), dtype=torch.float64)  # [r, b, e]
+        # G [3 (row offset d), fh fw (s, r), 27 (column offset e, a, b)]
+        weights = torch.einsum("sad,rbe->dsreab", alpha, beta).reshape(3, fh * fw, 27)
+        self.weights, self.alpha, self.beta = (t.to(dtype=x.dtype, device=x.device)
+                                               for t in (weights, alpha, beta))
 
     def blocks(self, first: int, count: int) -> torch.Tensor:
         """[count, fh fw, J]: the periodic formula at padded pixels first .. first + count - 1
