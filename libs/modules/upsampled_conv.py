@@ -15,12 +15,14 @@ resolution. Stage 2 applies the resize-and-shift matrices to the taps and sums t
 
 - Power-of-two factors (H = f_h h, W = f_w w, 1 included; RCRNet at input sizes divisible by
   4, f = 4): away from the border every A_a and B_b row is periodic, so the output pixels
-  (f_h i + s, f_w k + r) of every low-res pixel (i, k) are one fixed [f_h f_w x 27] combination
-  of the taps of each of 3 neighbouring rows: three batched matrix products over overlapping
-  windows of the tap array. Computed on the edge-replicated map, that formula is also the
-  resize's clamping at the border; what remains is the conv's zero padding, a few tap terms of
-  the first and last rows and columns, subtracted. A pointwise epilogue (inference) runs on
-  bands of rows as they are computed, so the conv output of the whole map is never stored.
+  (f_h i + s, f_w k + r) of every low-res pixel (i, k) are a fixed combination of the taps of
+  its 3x3 neighbourhood, separable: a row stage (each tap's 3 neighbouring rows to the f_h
+  row phases) then a column stage (3 neighbouring pixels' results to the f_w column phases),
+  both batched matrix products over overlapping windows of the tap array. Computed on the
+  edge-replicated map, that formula is also the resize's clamping at the border; what remains
+  is the conv's zero padding, a few tap terms of the first and last rows and columns,
+  subtracted. A pointwise epilogue (inference) runs on bands of rows as they are computed,
+  taps included, so neither the taps nor the conv output of the whole map are ever stored.
 - Other sizes: both matrices applied to the taps, in bands of output rows and columns.
 
 The bias of the conv (and a folded BatchNorm's shift) is added to the centre tap: each row of
@@ -144,7 +146,9 @@ class _PhaseGrid:
     every side. So the periodic combination of the taps of `replicate_pad(x)` is exact for every
     real pixel except for the conv's zero padding: the tap terms that read the resized row -1 or
     H (column -1 or W). Those are the a = 0 taps of the first row, a = 2 of the last, b = 0 / 2
-    of the first / last column, and they are subtracted (`remove_zero_padding`)."""
+    of the first / last column, and they are subtracted (`remove_zero_padding`).
+
+    Pixels are numbered over frames, rows and columns of the padded grid [N, h + 2, w + 2]."""
 
     def __init__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  fh: int, fw: int) -> None:
@@ -152,38 +156,60 @@ class _PhaseGrid:
         self.fh, self.fw = fh, fw
         self.channels = weight.shape[0]
         self.padded_width = self.width + 2
-        self.margin = self.padded_width + 1  # every padded pixel's 3x3 neighbourhood is in range
-        padded = compute_taps(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias, self.margin)
-        self.rows = padded.view(-1, self.channels)  # 9 tap rows per pixel
-        # [N, h + 2, w + 2, 3, 3, J]
-        self.taps = padded[self.margin:-self.margin].view(self.n, self.height + 2, self.padded_width,
-                                                          3, 3, self.channels)
+        self.margin = self.padded_width + 1  # a padded pixel's 3x3 neighbourhood, flat
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate").permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        self.pixels = F.pad(padded, (0, 0, self.margin, self.margin))  # zero pixels around
+        # the tap weights in (b, a) order: for each b, the 3 (a) taps of a pixel are one [3, J] matrix
+        self.tap_weights, self.tap_bias = tap_weights(weight.transpose(2, 3), bias)
         alpha = torch.tensor(phase_coefficients(fh), dtype=torch.float64)  # [s, a, d]
         beta = torch.tensor(phase_coefficients(fw), dtype=torch.float64)  # [r, b, e]
-        # G [3 (row offset d), fh fw (s, r), 27 (column offset e, a, b)]
-        weights = torch.einsum("sad,rbe->dsreab", alpha, beta).reshape(3, fh * fw, 27)
-        self.weights, self.alpha, self.beta = (t.to(dtype=x.dtype, device=x.device)
-                                               for t in (weights, alpha, beta))
+        self.alpha, self.beta = (t.to(dtype=x.dtype, device=x.device) for t in (alpha, beta))
+        self.row_weights = [self.alpha[:, :, d].contiguous() for d in range(3)]  # [s, a] per d
+        self.column_weights = self.beta.permute(0, 2, 1).reshape(fw, 9)  # [r, (e, b)]
 
-    def blocks(self, first: int, count: int) -> torch.Tensor:
-        """[count, fh fw, J]: the periodic formula at padded pixels first .. first + count - 1
-        (flat index over frames, rows, columns of the padded grid)."""
-        blocks = None
+    def taps(self, start: int, count: int) -> torch.Tensor:
+        """[count, 9 J]: the taps of pixels start - margin .. start - margin + count - 1 (the bias
+        alone, or zero, outside the grid), in (b, a, j) order.
+
+        A 1x1 convolution over the pixels as a channels-last column, not a matrix product: the
+        same sums, and oneDNN's kernel measured 2-2.5x MKL's sgemm on an AMD EPYC (the CPU of the
+        README's tables) at these shapes."""
+        pixels = self.pixels[start:start + count]
+        column = pixels.view(1, count, 1, -1).permute(0, 3, 1, 2)  # [1, C, count, 1]
+        taps = F.conv2d(column, self.tap_weights[:, :, None, None], self.tap_bias)
+        return taps.permute(0, 2, 3, 1).reshape(count, -1)
+
+    def padded_rows(self, taps: torch.Tensor, rows: int, frames: int = 1) -> torch.Tensor:
+        """[frames, rows, w + 2, 3 (a), 3 (b), J]: the taps of `rows` whole padded rows (of each of
+        `frames` frames) that start one pixel into `taps`, as a grid."""
+        grid = taps[1:1 + frames * rows * self.padded_width]
+        return grid.view(frames, rows, self.padded_width, 3, 3, self.channels).transpose(3, 4)
+
+    def blocks(self, taps: torch.Tensor, count: int) -> torch.Tensor:
+        """[count, fw, fh, J]: the periodic formula at the `count` pixels whose taps, and their
+        margins, are `taps` [count + 2 margin, 9 J]: row stage, then column stage."""
+        fh, channels, width = self.fh, self.channels, self.padded_width
+        by_b = taps.view(-1, 3, channels)  # [(pixel, b), 3 (a), J]
+        # rows: Y[q, b, s] = sum_(d, a) alpha[s, a, d] T[q + (d - 1) width, a, b], at the pixels q of
+        # the outputs and one more on each side
+        pixels = count + 2
+        rows = None
         for d in range(3):
-            start = (self.margin + first + (d - 1) * self.padded_width - 1) * 9
-            # the 27 tap rows of 3 neighbouring pixels, for every pixel: windows 9 rows apart
-            windows = self.rows[start:start + (count + 2) * 9].unfold(0, 27, 9).transpose(1, 2)
-            coefficients = self.weights[d].expand(count, -1, -1)
-            if blocks is None:
-                blocks = torch.bmm(coefficients, windows)
+            window = by_b[d * width * 3:(d * width + pixels) * 3]
+            coefficients = self.row_weights[d].expand(pixels * 3, -1, -1)
+            if rows is None:
+                rows = torch.bmm(coefficients, window)
             else:
-                blocks.baddbmm_(coefficients, windows)
-        return blocks
+                rows.baddbmm_(coefficients, window)
+        # columns: sum_(e, b) beta[r, b, e] Y[p + e - 1, b], the 9 (e, b) rows of 3 neighbouring pixels
+        windows = rows.view(pixels * 3, fh * channels).unfold(0, 9, 3).transpose(1, 2)
+        blocks = torch.bmm(self.column_weights.expand(count, -1, -1), windows)
+        return blocks.view(count, self.fw, fh, channels)
 
     def remove_zero_padding(self, blocks: torch.Tensor, taps: torch.Tensor, top: int) -> None:
         """Subtract, in place, the tap terms that read the conv's zero padding from `blocks`
-        [N', R, w + 2, fh, fw, J] of the padded rows top .. top + R - 1 (1 <= top, top + R <= h + 1)
-        of the frames whose taps are `taps` [N', h + 2, w + 2, 3, 3, J]."""
+        [N', R, w + 2, fw, fh, J] of the padded rows top .. top + R - 1 (1 <= top, top + R <= h + 1);
+        `taps` [N', R + 2, w + 2, 3 (a), 3 (b), J] are those of the padded rows top - 1 .. top + R."""
         height, width, fh, fw = self.height, self.width, self.fh, self.fw
         band = blocks.shape[1]
         first, last = top == 1, top + band == height + 1
@@ -191,49 +217,62 @@ class _PhaseGrid:
         # are equal: it is the tap of row 1 (h) itself
         if first:
             window = taps[:, 1, :, 0].unfold(1, 3, 1)  # [N', w, 3 (b), J, 3 (e)]
-            blocks[:, 0, 1:width + 1, 0] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
+            blocks[:, 0, 1:width + 1, :, 0] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
         if last:
-            window = taps[:, height, :, 2].unfold(1, 3, 1)
-            blocks[:, -1, 1:width + 1, fh - 1] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
+            window = taps[:, band, :, 2].unfold(1, 3, 1)
+            blocks[:, -1, 1:width + 1, :, fh - 1] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
         for column, b, r in ((1, 0, 0), (width, 2, fw - 1)):
-            window = taps[:, top - 1:top + band + 1, column, :, b].unfold(1, 3, 1)  # [N', R, 3 (a), J, 3 (d)]
-            blocks[:, :, column, :, r] -= torch.einsum("sad,niajd->nisj", self.alpha, window)
+            window = taps[:, :, column, :, b].unfold(1, 3, 1)  # [N', R, 3 (a), J, 3 (d)]
+            blocks[:, :, column, r] -= torch.einsum("sad,niajd->nisj", self.alpha, window)
         # the corner terms were subtracted twice
         for row, a, s, edge in ((0, 0, 0, first), (-1, 2, fh - 1, last)):
             if edge:
-                source = 1 if a == 0 else height
-                blocks[:, row, 1, s, 0] += taps[:, source, 1, a, 0]
-                blocks[:, row, width, s, fw - 1] += taps[:, source, width, a, 2]
+                source = 1 if a == 0 else band
+                blocks[:, row, 1, 0, s] += taps[:, source, 1, a, 0]
+                blocks[:, row, width, fw - 1, s] += taps[:, source, width, a, 2]
 
     def exact_blocks(self) -> torch.Tensor:
-        """[N, h + 2, w + 2, fh, fw, J]: the conv output blocks at every padded pixel; those of
+        """[N, h + 2, w + 2, fw, fh, J]: the conv output blocks at every padded pixel; those of
         real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
-        padded_pixels = self.n * (self.height + 2) * self.padded_width
-        blocks = self.blocks(0, padded_pixels).view(self.n, self.height + 2, self.padded_width,
-                                                    self.fh, self.fw, self.channels)
-        self.remove_zero_padding(blocks[:, 1:self.height + 1], self.taps, 1)
+        count = self.n * (self.height + 2) * self.padded_width
+        taps = self.taps(0, count + 2 * self.margin)
+        blocks = self.blocks(taps, count).view(self.n, self.height + 2, self.padded_width,
+                                                self.fw, self.fh, self.channels)
+        grid = self.padded_rows(taps[self.padded_width:], self.height + 2, self.n)  # rows 0 .. h + 1
+        self.remove_zero_padding(blocks[:, 1:self.height + 1], grid, 1)
         return blocks
 
     def exact_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
-        """[N, h, w + 2, fh, fw, K]: `epilogue` of the exact blocks, in bands of padded rows of
-        about `band_pixels` pixels, without storing the conv output of the whole map."""
-        rows_per_band = max(1, band_pixels // self.padded_width)
+        """[N, h, w + 2, fw, fh, K]: `epilogue` of the exact blocks, in bands of padded rows of
+        about `band_pixels` pixels, without storing the taps or the conv output of the whole map.
+
+        A band needs the taps of the rows above and below it too: those of the two rows it
+        shares with the previous band are copied from that band's buffer, not recomputed."""
+        width, fw, fh, channels = self.padded_width, self.fw, self.fh, self.channels
+        rows_per_band = max(1, band_pixels // width)
+        kept = 2 * width + 1  # one pixel, then the last two rows of the previous band
+        buffers = [self.pixels.new_empty((rows_per_band + 2) * width + 2, 9 * channels) for _ in range(2)]
         out = None
         for frame in range(self.n):
-            taps = self.taps[frame:frame + 1]
-            for top in range(1, self.height + 1, rows_per_band):
+            previous = None
+            for index, top in enumerate(range(1, self.height + 1, rows_per_band)):
                 band = min(rows_per_band, self.height + 1 - top)
-                count = band * self.padded_width
-                first = (frame * (self.height + 2) + top) * self.padded_width
-                blocks = self.blocks(first, count)
-                self.remove_zero_padding(blocks.view(1, band, self.padded_width, self.fh, self.fw,
-                                                     self.channels), taps, top)
-                flat = blocks.view(1, -1, 1, self.channels).permute(0, 3, 1, 2)  # [1, J, L, 1]
-                logits = epilogue(flat).permute(0, 2, 3, 1).reshape(band, self.padded_width, self.fh,
-                                                                    self.fw, -1)
+                count = band * width
+                start = (frame * (self.height + 2) + top) * width  # of pixels from first - margin on
+                taps = buffers[index % 2][:count + 2 * self.margin]
+                if previous is None:
+                    taps.copy_(self.taps(start, len(taps)))
+                else:
+                    taps[:kept] = previous[rows_per_band * width:rows_per_band * width + kept]
+                    taps[kept:] = self.taps(start + kept, len(taps) - kept)
+                previous = taps
+                blocks = self.blocks(taps, count)
+                self.remove_zero_padding(blocks.view(1, band, width, fw, fh, channels),
+                                         self.padded_rows(taps, band + 2), top)
+                flat = blocks.view(1, -1, 1, channels).permute(0, 3, 1, 2)  # [1, J, L, 1]
+                logits = epilogue(flat).permute(0, 2, 3, 1).reshape(band, width, fw, fh, -1)
                 if out is None:
-                    out = logits.new_empty(self.n, self.height, self.padded_width, self.fh, self.fw,
-                                           logits.shape[-1])
+                    out = logits.new_empty(self.n, self.height, width, fw, fh, logits.shape[-1])
                 out[frame, top - 1:top - 1 + band] = logits
         return out
 
@@ -268,7 +307,7 @@ def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     recording = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias))
     if epilogue is not None and pointwise and not recording:
-        logits = grid.exact_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fh, fw, K]
+        logits = grid.exact_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fw, fh, K]
     else:
         blocks = grid.exact_blocks()
         if not pointwise:  # statistics over real pixels only
@@ -278,4 +317,4 @@ def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         logits = out.permute(0, 2, 3, 1).view(*blocks.shape[:-1], -1)
         if pointwise:
             logits = logits[:, 1:height + 1, 1:width + 1]
-    return logits.permute(0, 5, 1, 3, 2, 4).reshape(n, -1, full_height, full_width)
+    return logits.permute(0, 5, 1, 4, 2, 3).reshape(n, -1, full_height, full_width)
