@@ -162,6 +162,25 @@ def test_decoder_values_gradients_and_batchnorm(train, low, size):
         assert bn_fast.num_batches_tracked.item() == 1
 
 
+def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):
+    """After libs.inference.optimize.fold_batchnorm (conv1.bn an Identity) the decoder still
+    takes the banded inference path, with the same values."""
+    from libs.inference.optimize import fold_batchnorm
+    from libs.modules import upsampled_conv as module
+
+    fast, slow = _decoder_pair(False)
+    assert fold_batchnorm(fast) == 1 and isinstance(fast.conv1.bn, nn.Identity)
+    banded = []
+    original = module._PhaseGrid.exact_logits
+    monkeypatch.setattr(module._PhaseGrid, "exact_logits",
+                        lambda self, *args: banded.append(1) or original(self, *args))
+    x = torch.randn(2, 16, 8, 8, dtype=F64)
+    with torch.no_grad():
+        out = fast.forward_resized(x, (32, 32))
+        expected = slow.forward_resized(x, (32, 32))
+    assert banded and relative_error(out, expected) < 1e-12
+
+
 def test_plain_path_is_selectable_and_state_dict_unchanged():
     model = ImageModel()
     keys = set(model.state_dict())

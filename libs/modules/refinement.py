@@ -69,8 +69,11 @@ class Decoder(nn.Sequential):
         folded = isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.running_var is not None
         if folded:
             weight, bias = _fold_batchnorm(weight, bias, bn)
+        # pointwise: no BatchNorm statistics over the pixels (folded here or already, e.g. by
+        # libs.inference.optimize.fold_batchnorm, which leaves an Identity)
+        pointwise = folded or isinstance(bn, nn.Identity)
         return upsampled_conv3x3(x, weight, bias, tuple(size),
-                                 lambda y: self._epilogue(y if folded else bn(y)), pointwise=folded)
+                                 lambda y: self._epilogue(y if folded else bn(y)), pointwise=pointwise)
 
     def _epilogue(self, y: torch.Tensor) -> torch.Tensor:
         """ReLU and conv2 of the conv1 output [N, J, L, 1] (BatchNorm applied or folded)."""
