@@ -31,6 +31,7 @@ R_h and R_w sums to one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -166,6 +167,9 @@ class _PhaseGrid:
         self.alpha, self.beta = (t.to(dtype=x.dtype, device=x.device) for t in (alpha, beta))
         self.row_weights = [self.alpha[:, :, d].contiguous() for d in range(3)]  # [s, a] per d
         self.column_weights = self.beta.permute(0, 2, 1).reshape(fw, 9)  # [r, (e, b)]
+        # their transposes for the gradient: [a, s] per d, and [b, (e', r)] with pixel u + e' - 1
+        self.row_adjoints = [w.t().contiguous() for w in self.row_weights]
+        self.column_adjoint = self.beta.flip(2).permute(1, 2, 0).reshape(3, 3 * fw)
 
     def taps(self, start: int, count: int) -> torch.Tensor:
         """[count, 9 J]: the taps of pixels start - margin .. start - margin + count - 1 (the bias
@@ -186,7 +190,7 @@ class _PhaseGrid:
         return grid.view(frames, rows, self.padded_width, 3, 3, self.channels).transpose(3, 4)
 
     def blocks(self, taps: torch.Tensor, count: int) -> torch.Tensor:
-        """[count, fw, fh, J]: the periodic formula at the `count` pixels whose taps, and their
+        """[count, fw, fh J]: the periodic formula at the `count` pixels whose taps, and their
         margins, are `taps` [count + 2 margin, 9 J]: row stage, then column stage."""
         fh, channels, width = self.fh, self.channels, self.padded_width
         by_b = taps.view(-1, 3, channels)  # [(pixel, b), 3 (a), J]
@@ -203,8 +207,33 @@ class _PhaseGrid:
                 rows.baddbmm_(coefficients, window)
         # columns: sum_(e, b) beta[r, b, e] Y[p + e - 1, b], the 9 (e, b) rows of 3 neighbouring pixels
         windows = rows.view(pixels * 3, fh * channels).unfold(0, 9, 3).transpose(1, 2)
-        blocks = torch.bmm(self.column_weights.expand(count, -1, -1), windows)
-        return blocks.view(count, self.fw, fh, channels)
+        return torch.bmm(self.column_weights.expand(count, -1, -1), windows)
+
+    def blocks_adjoint(self, grad: torch.Tensor) -> torch.Tensor:
+        """[count + 2 margin, 9 J]: the gradient of `blocks` with respect to its taps, for the
+        gradient `grad` [count, fw, fh J] of its output: the transposed stages in the reverse order
+        (columns, then rows), each a gather over neighbouring pixels like the forward's."""
+        fw, fh, channels, width = self.fw, self.fh, self.channels, self.padded_width
+        count = grad.shape[0]
+        taps = count + 2 * self.margin
+        gathered = taps + 2 * width  # pixels u = t - margin - (d - 1) width the row stage reads
+        # zero outside the outputs: local index of output p is p + margin + width + 1
+        padded = grad.new_zeros(gathered + 2, fw, fh * channels)
+        padded[self.margin + width + 1:self.margin + width + 1 + count] = grad
+        # columns: G[u, b, s] = sum_(e, r) beta[r, b, e] grad[u - e + 1], windows of pixels u - 1 .. u + 1
+        windows = padded.view(-1, fh * channels).unfold(0, 3 * fw, fw).transpose(1, 2)
+        columns = torch.bmm(self.column_adjoint.expand(gathered, -1, -1), windows)
+        columns = columns.view(gathered * 3, fh, channels)  # [(u, b), s, J]
+        # rows: dT[t, a, b] = sum_(d, s) alpha[s, a, d] G[t - margin - (d - 1) width, b, s]
+        out = None
+        for d in range(3):
+            window = columns[(2 - d) * width * 3:((2 - d) * width + taps) * 3]
+            coefficients = self.row_adjoints[d].expand(taps * 3, -1, -1)
+            if out is None:
+                out = torch.bmm(coefficients, window)
+            else:
+                out.baddbmm_(coefficients, window)
+        return out.view(taps, 9 * channels)
 
     def remove_zero_padding(self, blocks: torch.Tensor, taps: torch.Tensor, top: int) -> None:
         """Subtract, in place, the tap terms that read the conv's zero padding from `blocks`
@@ -231,16 +260,34 @@ class _PhaseGrid:
                 blocks[:, row, 1, 0, s] += taps[:, source, 1, a, 0]
                 blocks[:, row, width, fw - 1, s] += taps[:, source, width, a, 2]
 
+    def zero_padding_adjoint(self, grad: torch.Tensor, taps_grad: torch.Tensor) -> None:
+        """The transpose of `remove_zero_padding` over the whole map (top 1, R = h): subtract, in
+        place, from `taps_grad` [N, h + 2, w + 2, 3 (a), 3 (b), J] what the subtracted terms
+        contribute to the gradient, for the gradient `grad` [N, h, w + 2, fw, fh, J] of the blocks."""
+        height, width, fh, fw = self.height, self.width, self.fh, self.fw
+        for row, source, a, s in ((0, 1, 0, 0), (-1, height, 2, fh - 1)):
+            window = torch.einsum("rbe,nkrj->nkbje", self.beta, grad[:, row, 1:width + 1, :, s])
+            for e in range(3):
+                taps_grad[:, source, e:e + width, a] -= window[..., e]
+        for column, b, r in ((1, 0, 0), (width, 2, fw - 1)):
+            window = torch.einsum("sad,nisj->niajd", self.alpha, grad[:, :, column, r])
+            for d in range(3):
+                taps_grad[:, d:d + height, column, :, b] -= window[..., d]
+        for row, source, a, s in ((0, 1, 0, 0), (-1, height, 2, fh - 1)):
+            taps_grad[:, source, 1, a, 0] += grad[:, row, 1, 0, s]
+            taps_grad[:, source, width, a, 2] += grad[:, row, width, fw - 1, s]
+
     def exact_blocks(self) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: the conv output blocks at every padded pixel; those of
         real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
         count = self.n * (self.height + 2) * self.padded_width
         taps = self.taps(0, count + 2 * self.margin)
-        blocks = self.blocks(taps, count).view(self.n, self.height + 2, self.padded_width,
-                                                self.fw, self.fh, self.channels)
-        grid = self.padded_rows(taps[self.padded_width:], self.height + 2, self.n)  # rows 0 .. h + 1
-        self.remove_zero_padding(blocks[:, 1:self.height + 1], grid, 1)
-        return blocks
+        return _ExactBlocks.apply(taps, self).view(self.n, self.height + 2, self.padded_width,
+                                                   self.fw, self.fh, self.channels)
+
+    def padded_grid(self, flat: torch.Tensor) -> torch.Tensor:
+        """[N, h + 2, w + 2, fw, fh, J]: blocks of every padded pixel, from [count, fw, fh J]."""
+        return flat.view(self.n, self.height + 2, self.padded_width, self.fw, self.fh, self.channels)
 
     def exact_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
         """[N, h, w + 2, fw, fh, K]: `epilogue` of the exact blocks, in bands of padded rows of
@@ -275,6 +322,33 @@ class _PhaseGrid:
                     out = logits.new_empty(self.n, self.height, width, fw, fh, logits.shape[-1])
                 out[frame, top - 1:top - 1 + band] = logits
         return out
+
+
+class _ExactBlocks(torch.autograd.Function):
+    """`_PhaseGrid.exact_blocks` from the taps [count + 2 margin, 9 J] of the whole grid, with
+    its transpose as the backward. Autograd would scatter-add the gradient of every overlapping
+    window, and of every in-place border term, into zero tensors the size of the taps."""
+
+    @staticmethod
+    def forward(taps: torch.Tensor, grid: _PhaseGrid) -> torch.Tensor:
+        count = taps.shape[0] - 2 * grid.margin
+        flat = grid.blocks(taps, count)
+        rows = grid.padded_rows(taps[grid.padded_width:], grid.height + 2, grid.n)  # rows 0 .. h + 1
+        grid.remove_zero_padding(grid.padded_grid(flat)[:, 1:grid.height + 1], rows, 1)
+        return flat
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        ctx.grid = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grid = ctx.grid
+        grad = grad.contiguous()
+        taps_grad = grid.blocks_adjoint(grad)
+        rows = grid.padded_rows(taps_grad[grid.padded_width:], grid.height + 2, grid.n)
+        grid.zero_padding_adjoint(grid.padded_grid(grad)[:, 1:grid.height + 1], rows)
+        return taps_grad, None
 
 
 def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
