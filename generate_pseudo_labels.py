@@ -6,7 +6,6 @@ Thin command line over `libs.inference.pseudo_labels`; see README.md, "Pseudo-la
 from __future__ import annotations
 
 import argparse
-import sys
 
 from tqdm import tqdm
 
@@ -16,6 +15,7 @@ from libs.cli import (
     add_flow_arguments,
     add_label_arguments,
     add_runtime_arguments,
+    exit_process,
     frame_size,
     output_stride,
     positive_int,
@@ -126,4 +126,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -6,7 +6,6 @@ Thin command line over `libs.inference`; see README.md, "Inference".
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from libs.cli import (
@@ -14,6 +13,7 @@ from libs.cli import (
     add_data_arguments,
     add_memory_argument,
     add_model_arguments,
+    exit_process,
     positive_int,
     run_cli,
 )
@@ -114,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

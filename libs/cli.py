@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -280,3 +282,15 @@ def run_cli(main: Callable[[], int | None], prog: str) -> int:
     finally:
         teardown_runtime()
     return int(status or 0)
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with `status`, skipping the interpreter's teardown: finalising torch's
+    and torchvision's modules and freeing what the run allocated took 1.4-1.7 s after
+    `inference.py` on the AMD EPYC, a tenth of its run. By then every output is written and
+    closed (atomically, the PNG writer pool joined, the DataLoader workers shut down, the
+    runtime torn down by `run_cli`); log handlers and stdout/stderr are flushed here."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

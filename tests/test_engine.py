@@ -265,6 +265,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 @pytest.mark.parametrize("winner, precision, channels_last", [
     ("fp32", "fp32", False),
     ("fp32, factored decoder", "fp32", False),
+    ("fp32, factored decoder + channels-last", "fp32", True),
     ("bf16 autocast + channels-last", "bf16", True),
 ])
 def test_training_auto_precision_is_the_measured_choice(tmp_path, monkeypatch, capsys, winner, precision,

@@ -10,12 +10,14 @@ import csv
 import errno
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error
+from conftest import ROOT, assert_one_line_error
 from PIL import Image
 
 import evaluate
@@ -339,3 +341,19 @@ def test_save_folder_that_is_a_file(synthetic, tmp_path, capsys):
         "--save-folder", str(tmp_path / "file"), "--size", "32", "-j", "0", "--device", "cpu",
         "--checkpoint", "none", "--epochs", "1"], capsys,
         f"--save-folder {tmp_path / 'file'}: cannot create it")
+
+
+def test_exit_process_flushes_output_and_keeps_the_status(tmp_path):
+    """The scripts end through libs.cli.exit_process (no interpreter teardown): what was printed
+    to piped stdout and stderr, and what a logger wrote to a file, is all there."""
+    log = tmp_path / "run.log"
+    code = ("import logging, sys\n"
+            "from libs.cli import exit_process\n"
+            f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+            "logging.info('logged')\n"
+            "print('out', end='')\n"
+            "print('err', end='', file=sys.stderr)\n"
+            "exit_process(3)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (3, "out", "err")
+    assert "logged" in log.read_text()

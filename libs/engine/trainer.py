@@ -192,6 +192,7 @@ PLAIN_TRAINING = "fp32"
 TRAINING_CANDIDATES: dict[str, tuple[str, bool, bool]] = {
     PLAIN_TRAINING: ("fp32", False, False),
     "fp32, factored decoder": ("fp32", False, True),
+    "fp32, factored decoder + channels-last": ("fp32", True, True),
     "bf16 autocast + channels-last": ("bf16", True, False),
 }
 
