@@ -16,11 +16,12 @@ rounds:
 The frames are the DAVIS sample's (`--davis`, the official layout) laid out as the release's
 config expects (symlinks under a temporary `<root>/DAVIS2016/`, a `datasets.yaml` whose
 DAVIS2016 `val` split is the chosen videos; `--frames` keeps the first N frames of each).
-Both programs load the same weights: the deterministic reference weights
-(`--reference`/refweights.py, keys/video_model.tsv) saved as a release-style
-`video_best_model.pth` (a plain state dict). Maps are compared with the release's: the share
-of pixels whose 8-bit value differs and the largest difference in levels (target: at least
-99.99% equal, never more than 1 level apart).
+Both programs load the same weights, saved as a release-style `video_best_model.pth` (a plain
+state dict): the deterministic reference weights (`--reference`/refweights.py,
+keys/video_model.tsv), or with `--checkpoint` a VideoModel checkpoint of this project (e.g. the
+one `python train.py --demo` trains on synthetic data, data/synthetic/run/video/). Maps are
+compared with the release's: the share of pixels whose 8-bit value differs and the largest
+difference in levels (target: at least 99.99% equal, never more than 1 level apart).
 
 The release checkout must run on today's Python and PyTorch: in a copy outside this
 repository, `libs/datasets/video_datasets.py`'s `yaml.load(open(config_path))` needs
@@ -49,6 +50,7 @@ from PIL import Image
 from libs.datasets import get_transforms
 from libs.inference import FolderClips
 from libs.networks import VideoModel, set_exact_upsampled_conv
+from libs.networks.weights import checkpoint_kind, read_state_dict
 
 SHARED = ROOT.parent / "shared"
 DATASET = "DAVIS2016"
@@ -80,6 +82,15 @@ def save_reference_weights(reference: Path, path: Path) -> dict[str, torch.Tenso
     refweights = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(refweights)
     state = refweights.reference_state_dict(refweights.read_keys(reference / "keys" / "video_model.tsv"))
+    torch.save(state, path)
+    return state
+
+
+def save_checkpoint_weights(source: Path, path: Path) -> dict[str, torch.Tensor]:
+    """A VideoModel checkpoint in any form this project reads, saved as a plain state dict."""
+    state = dict(read_state_dict(source))
+    if checkpoint_kind(state) != "video":
+        raise SystemExit(f"--checkpoint {source}: not a VideoModel checkpoint")
     torch.save(state, path)
     return state
 
@@ -120,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="a checkout of Kinpzz/RCRNet-Pytorch, patched to run (see above)")
     parser.add_argument("--davis", type=Path, default=SHARED / "data" / "DAVIS2016-sample")
     parser.add_argument("--reference", type=Path, default=SHARED / "reference")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a VideoModel checkpoint to use instead of the reference weights")
     parser.add_argument("--videos", nargs="*", default=None, help="default: every video of --davis")
     parser.add_argument("--frames", type=int, default=None, help="first N frames of each video (default all)")
     parser.add_argument("--size", type=int, default=448)
@@ -140,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         work / "video_best_model.pth"
     link_davis(args.davis, root, videos, args.frames)
     write_config(release, config, videos)
-    state = save_reference_weights(args.reference, checkpoint)
+    state = save_reference_weights(args.reference, checkpoint) if args.checkpoint is None else \
+        save_checkpoint_weights(args.checkpoint, checkpoint)
     env = {**os.environ, "RCRNET_CACHE_DIR": str(work / "cache")}
     common = ["--data", str(root), "--dataset", DATASET, "--split", "val", "--checkpoint", str(checkpoint),
               "--dataset-config", str(config), "--size", str(args.size)]
