@@ -39,7 +39,7 @@ import torch.nn.functional as F
 CENTRE_TAP = 4  # (a, b) = (0, 0) in the row-major 3x3 kernel
 BAND = 32  # output rows (columns) per matrix product of the general path
 BAND_PIXELS = 256  # low-res pixels per band of the pointwise inference path: 2 rows at 448x448
-# (about 4 MB of 256-channel conv output; 1-3 rows measured fastest on the AMD EPYC)
+# (about 2 MB of taps and 4 MB of conv output; 256-1024 measured alike on the AMD EPYC)
 
 Epilogue = Callable[[torch.Tensor], torch.Tensor]
 
