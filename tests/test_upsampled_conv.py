@@ -92,6 +92,27 @@ def test_pointwise_epilogue_in_bands(low, size, band_pixels):
     assert relative_error(xg.grad, xp.grad) < 1e-12
 
 
+@pytest.mark.parametrize("band_pixels", [9, 1000])
+def test_pointwise_bands_under_bfloat16_autocast(band_pixels):
+    """The bands' tap buffers take the taps' dtype (bfloat16 under CPU autocast, as
+    `--precision bf16` runs the model)."""
+    generator = torch.Generator().manual_seed(band_pixels)
+    x = torch.randn(2, 8, 6, 5, generator=generator)
+    weight = torch.randn(4, 8, 3, 3, generator=generator)
+    bias = torch.randn(4, generator=generator)
+    head = torch.randn(1, 4, 1, 1, generator=generator)
+
+    def epilogue(y):
+        return F.conv2d(torch.relu(y), head)
+
+    expected = epilogue(plain(x, weight, bias, (24, 20)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        banded = upsampled_conv3x3(x, weight, bias, (24, 20), epilogue, pointwise=True,
+                                   band_pixels=band_pixels)
+    assert banded.dtype == torch.bfloat16
+    assert relative_error(banded.float(), expected) < 5e-2
+
+
 def test_resize_matrix_and_phase_coefficients():
     matrix = resize_matrix(6, 24, F64, torch.device("cpu"))
     x = torch.randn(6, dtype=F64)

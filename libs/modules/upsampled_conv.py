@@ -39,7 +39,7 @@ import torch.nn.functional as F
 CENTRE_TAP = 4  # (a, b) = (0, 0) in the row-major 3x3 kernel
 BAND = 32  # output rows (columns) per matrix product of the general path
 BAND_PIXELS = 256  # low-res pixels per band of the pointwise inference path: 2 rows at 448x448
-# (about 2 MB of taps and 4 MB of conv output; 256-1024 measured alike on the AMD EPYC)
+# (about 4 MB of taps and 4 MB of conv output; 256-1024 measured alike on the AMD EPYC)
 
 Epilogue = Callable[[torch.Tensor], torch.Tensor]
 
@@ -85,13 +85,12 @@ def tap_weights(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.
     return taps, tap_bias
 
 
-def compute_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 margin: int = 0) -> torch.Tensor:
-    """T [margin + N h w + margin, 3, 3, J], pixel-major: T[(n, i, k), a, b] = W[:, :, a, b] x[n, :, i, k]
-    (+ bias on the centre tap), between `margin` rows of the bias alone (zero without one)."""
+def compute_taps(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """T [N h w, 3, 3, J], pixel-major: T[(n, i, k), a, b] = W[:, :, a, b] x[n, :, i, k] (+ bias on
+    the centre tap)."""
     channels = x.shape[1]
     taps, tap_bias = tap_weights(weight, bias)
-    pixels = F.pad(x.permute(0, 2, 3, 1).reshape(-1, channels), (0, 0, margin, margin))
+    pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)
     flat = pixels @ taps.t() if tap_bias is None else torch.addmm(tap_bias, pixels, taps.t())
     return flat.view(-1, 3, 3, weight.shape[0])
 
@@ -200,7 +199,8 @@ class _PhaseGrid:
         rows = None
         for d in range(3):
             window = by_b[d * width * 3:(d * width + pixels) * 3]
-            coefficients = self.row_weights[d].expand(pixels * 3, -1, -1)
+            # in the taps' dtype: the in-place product is not autocast's
+            coefficients = self.row_weights[d].to(window.dtype).expand(pixels * 3, -1, -1)
             if rows is None:
                 rows = torch.bmm(coefficients, window)
             else:
@@ -228,7 +228,7 @@ class _PhaseGrid:
         out = None
         for d in range(3):
             window = columns[(2 - d) * width * 3:((2 - d) * width + taps) * 3]
-            coefficients = self.row_adjoints[d].expand(taps * 3, -1, -1)
+            coefficients = self.row_adjoints[d].to(window.dtype).expand(taps * 3, -1, -1)
             if out is None:
                 out = torch.bmm(coefficients, window)
             else:
@@ -298,18 +298,21 @@ class _PhaseGrid:
         width, fw, fh, channels = self.padded_width, self.fw, self.fh, self.channels
         rows_per_band = max(1, band_pixels // width)
         kept = 2 * width + 1  # one pixel, then the last two rows of the previous band
-        buffers = [self.pixels.new_empty((rows_per_band + 2) * width + 2, 9 * channels) for _ in range(2)]
+        buffers: list[torch.Tensor] = []  # of the taps' dtype (bfloat16 under autocast)
         out = None
         for frame in range(self.n):
             previous = None
             for index, top in enumerate(range(1, self.height + 1, rows_per_band)):
                 band = min(rows_per_band, self.height + 1 - top)
                 count = band * width
-                start = (frame * (self.height + 2) + top) * width  # of pixels from first - margin on
-                taps = buffers[index % 2][:count + 2 * self.margin]
+                # the band's first output pixel, which is also where its taps start in self.pixels
+                start = (frame * (self.height + 2) + top) * width
                 if previous is None:
-                    taps.copy_(self.taps(start, len(taps)))
+                    taps = self.taps(start, count + 2 * self.margin)
+                    buffers = buffers or [taps.new_empty((rows_per_band + 2) * width + 2, 9 * channels)
+                                          for _ in range(2)]
                 else:
+                    taps = buffers[index % 2][:count + 2 * self.margin]
                     taps[:kept] = previous[rows_per_band * width:rows_per_band * width + kept]
                     taps[kept:] = self.taps(start + kept, len(taps) - kept)
                 previous = taps
