@@ -282,8 +282,7 @@ class _PhaseGrid:
         real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
         count = self.n * (self.height + 2) * self.padded_width
         taps = self.taps(0, count + 2 * self.margin)
-        return _ExactBlocks.apply(taps, self).view(self.n, self.height + 2, self.padded_width,
-                                                   self.fw, self.fh, self.channels)
+        return self.padded_grid(_ExactBlocks.apply(taps, self))
 
     def padded_grid(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: blocks of every padded pixel, from [count, fw, fh J]."""
