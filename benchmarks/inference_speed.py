@@ -3,10 +3,10 @@ from float32, measured in one run.
 
 Rows: the faithful float32 eager path (the release's way: its resize-then-convolve decoder,
 `torch.no_grad`, a list of frames), our float32 model as it is (the factored decoder),
-the release's frame-by-frame backbone loop, `torch.inference_mode`, channels-last, BatchNorm
-folding, bf16 and fp16 autocast, float32 islands, several clips per batch and
-`torch.compile`, alone and combined. Times are medians over `--rounds` interleaved rounds
-(the machine may be shared); speed is relative to the first row.
+`torch.inference_mode`, channels-last, BatchNorm folding, bf16 and fp16 autocast, float32
+islands, several clips per batch and `torch.compile`, alone and combined. Times are medians
+over `--rounds` interleaved rounds (the machine may be shared); speed is relative to the first
+row.
 
 Deviation is measured on a VideoModel trained briefly on the synthetic videos (trained once
 and cached under data/bench/, a few minutes on a CPU): the share of output pixels whose
@@ -76,22 +76,6 @@ def release_way(model: torch.nn.Module, exact_decoder: bool = False) -> Callable
     return predict
 
 
-def frame_by_frame(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """float32, the release's VideoModel loop: each frame through the backbone on its own."""
-    net = model.backbone
-
-    def predict(clips: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            frames = clips.unbind(1)
-            features = [net.spatial_features(f) for f in frames]
-            aspp = torch.stack([f.aspp for f in features], dim=2)  # [B, 256, T, h, w]
-            enhanced = model.enhance(aspp).unbind(2)
-            logits = [net.classify_pixels(f, e, clips.shape[3:]) for f, e in zip(features, enhanced)]
-        return torch.sigmoid(torch.stack(logits, 1))
-
-    return predict
-
-
 def prepared(model: torch.nn.Module, precision: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
     """`prepare_model(model, precision, **options)`, sigmoid of its float32 logits."""
     fast = prepare_model(model, precision, "cpu", **options)
@@ -122,7 +106,6 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     configs = [
         Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
         Config("fp32 eager, factored decoder (--precision fp32)", release_way(model, exact_decoder=True)),
-        Config("fp32, frame-by-frame backbone (release loop)", frame_by_frame(model)),
         Config("fp32 + inference_mode", plain(model, "fp32")),
         Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
         Config("fp32 + channels_last + BN folded", prepared(model, "fp32")),

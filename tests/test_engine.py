@@ -20,6 +20,7 @@ from libs.engine import (
     Task,
     TrainConfig,
     Trainer,
+    VideoSaliencyTask,
     backup_path,
     best_model_path,
     log_path,
@@ -304,3 +305,15 @@ def test_training_auto_precision_is_the_measured_choice(tmp_path, monkeypatch, c
     assert trainer.module.conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert all(torch.equal(before[k], v) for k, v in task.model.state_dict().items())
     assert f"precision auto: {winner}" in capsys.readouterr().out
+
+
+def test_video_training_batches_a_clips_frames_with_the_backbone_batchnorm_frozen():
+    """The video task trains on a clip's frames as one batch (faster); inference keeps the release's
+    frame loop."""
+    from libs.networks import VideoModel
+
+    model = VideoModel()
+    assert not model.frames_as_batch
+    VideoSaliencyTask(model).set_train_mode(model)
+    assert model.frames_as_batch and model.training
+    assert not any(m.training for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d))

@@ -1,19 +1,23 @@
 """RCRNet, ImageModel and VideoModel: reference keys, golden outputs, shapes and BatchNorm freezing."""
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from libs.modules import ConvGRUCell, NonLocalBlock3D
-from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel
+from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel, set_exact_upsampled_conv
 
 FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
 MODELS = {"image_model": ImageModel, "video_model": VideoModel}
 # every network the release saved, by reference key file
 KEYED_MODELS = {**MODELS, "fgplg": FGPLG}
+# a frame size at which batching four frames changes ASPP's float32 rounding on this project's CPUs
+SIZE_BIT_FOR_BIT = 128
 
 
 pytestmark = pytest.mark.usefixtures("two_threads")
@@ -74,20 +78,82 @@ def test_video_list_and_tensor_forms_agree(reference_model):
         torch.testing.assert_close(logits, as_tensor[:, t], rtol=0, atol=1e-12)
 
 
-def test_batched_clip_equals_frame_by_frame(reference_model):
-    """The B*T batching of the spatial extractor and classifier changes nothing in eval mode."""
-    model = reference_model("video_model")
-    clip = torch.randn(1, 3, 3, 35, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    frames = list(clip.unbind(dim=1))
+def test_frames_as_batch_equals_frame_by_frame(reference_model):
+    """Training's form (a clip's B*T frames as one batch) computes the same values in eval mode."""
+    model = copy.deepcopy(reference_model("video_model"))
+    clip = torch.randn(2, 3, 3, 35, 33, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        per_frame = [model.backbone.spatial_features(frame) for frame in frames]
-        enhanced = model.enhance(torch.stack([f.aspp for f in per_frame], dim=2))
-        expected = [
-            model.backbone.classify_pixels(f, enhanced[:, :, t], frame.shape[2:])
-            for t, (f, frame) in enumerate(zip(per_frame, frames))
-        ]
+        frame_by_frame = model(clip)
+        model.frames_as_batch = True
         batched = model(clip)
-    torch.testing.assert_close(batched, torch.stack(expected, dim=1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(batched, frame_by_frame, rtol=0, atol=1e-12)
+
+
+def _release_video_forward(model: VideoModel, frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The release's VideoModel.forward (libs/networks/models.py, with RCRNet.feat_conv and seg_conv of
+    libs/networks/rcrnet.py and NONLocalBlock3D of libs/modules/non_local_dot_product.py) transcribed
+    call for call onto this project's modules."""
+    net, resnet = model.backbone, model.backbone.resnet
+
+    def feat_conv(x):
+        block1 = resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x)))))
+        block2 = resnet.layer2(block1)
+        block3 = resnet.layer3(block2)
+        block4 = resnet.layer4(block3)
+        h = [F.interpolate(net.aspp.imagepool(block4), size=block4.shape[2:], mode="bilinear",
+                           align_corners=False)]
+        h += [stage(block4) for stage in net.aspp.stages.children()]
+        return block1, block2, block3, net.aspp.fire(torch.cat(h, dim=1))
+
+    def non_local(block, x):
+        b, c = x.shape[0], block.inter_channels
+        g_x = block.g(x).view(b, c, -1).permute(0, 2, 1)
+        theta_x = block.theta(x).view(b, c, -1).permute(0, 2, 1)
+        phi_x = block.phi(x).view(b, c, -1)
+        f = torch.matmul(theta_x, phi_x)
+        y = torch.matmul(f / f.size(-1), g_x).permute(0, 2, 1).contiguous().view(b, c, *x.shape[2:])
+        return block.W(y) + x
+
+    clip_feats = [feat_conv(frame) for frame in frames]
+    feats_time = non_local(model.non_local_block, torch.stack([f[-1] for f in clip_feats], dim=2))
+    feat, forward_states = feats_time[:, :, 0], []
+    for i in range(len(frames)):
+        feat = model.convgru_forward(feats_time[:, :, i], feat)
+        forward_states.append(feat)
+    feat, backward_states = forward_states[-1], []
+    for i in range(len(frames)):
+        feat = model.convgru_backward(forward_states[len(frames) - 1 - i], feat)
+        backward_states.append(feat)
+    backward_states = backward_states[::-1]
+    feats = torch.stack([torch.tanh(model.bidirection_conv(torch.cat((f, b), dim=1)))
+                         for f, b in zip(forward_states, backward_states)], dim=2)
+    feats = non_local(model.non_local_block2, feats)
+    def resize(x, like):
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+
+    preds = []
+    for i, frame in enumerate(frames):
+        block1, block2, block3, _ = clip_feats[i]
+        x = net.refinement1(block3, feats[:, :, i])
+        x = net.refinement2(block2, resize(x, block2))
+        x = net.refinement3(block1, resize(x, block1))
+        preds.append(net.decoder(resize(x, frame)))
+    return preds
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_float32_video_model_computes_as_the_release_bit_for_bit(reference_model, batch):
+    """With the release's decoder, float32 logits equal the release's forward's bit for bit: same
+    frame-by-frame spatial extractor (oneDNN's convs are not batch-invariant), same non-local
+    association, same image-pool resize. A trained NER module amplifies any other rounding."""
+    model = copy.deepcopy(reference_model("video_model")).float()
+    set_exact_upsampled_conv(model, False)
+    size = SIZE_BIT_FOR_BIT
+    clip = torch.randn(batch, 3, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = torch.stack(_release_video_forward(model, list(clip.unbind(1))), dim=1)
+        ours = model(clip)
+    assert torch.equal(ours, expected)
 
 
 @pytest.mark.parametrize(

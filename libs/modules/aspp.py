@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNReLU, fresh_init_
@@ -33,7 +34,6 @@ class ASPP(nn.Module):
         fresh_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # bilinear resizing of a 1x1 map is a broadcast
-        image_level = self.imagepool(x).expand(-1, -1, *x.shape[2:])
+        image_level = F.interpolate(self.imagepool(x), size=x.shape[2:], mode="bilinear", align_corners=False)
         branches = [image_level] + [stage(x) for stage in self.stages.children()]
         return self.fire(torch.cat(branches, dim=1))

@@ -28,12 +28,13 @@ class NonLocalBlock3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, *positions = x.shape
-        theta = self.theta(x).flatten(2)  # [B, C', N]
-        phi = self.phi(x).flatten(2)
-        g = self.g(x).flatten(2)
-        n = phi.shape[-1]
-        # Without a softmax the affinity is linear, so theta^T (phi g^T) / N equals (theta^T phi / N) g
-        # while costing O(N C'^2) instead of O(N^2 C') and never holding the N x N matrix.
-        context = torch.bmm(phi, g.transpose(1, 2)) / n  # [B, C', C']
-        y = torch.bmm(context.transpose(1, 2), theta)  # [B, C', N]
-        return x + self.W(y.view(batch, self.inter_channels, *positions))
+        theta = self.theta(x).flatten(2).transpose(1, 2)  # [B, N, C']
+        phi = self.phi(x).flatten(2)  # [B, C', N]
+        g = self.g(x).flatten(2).transpose(1, 2)  # [B, N, C']
+        # The release's order and layouts: the N x N affinity first, and y made contiguous before W
+        # (a strided view would be channels-last, which the 1x1 Conv3d rounds differently).
+        # theta^T (phi g^T) / N would be exact algebra at a 25th of the arithmetic, but a trained NER
+        # module can amplify its other rounding into different maps (README, "Performance").
+        affinity = torch.matmul(theta, phi) / phi.shape[-1]
+        y = torch.matmul(affinity, g).transpose(1, 2).contiguous()
+        return self.W(y.view(batch, self.inter_channels, *positions)) + x

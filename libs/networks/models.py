@@ -52,6 +52,9 @@ class VideoModel(nn.Module):
         self.non_local_block2 = NonLocalBlock3D(256)
         if ner_init == "release":
             self._release_ner_init()
+        # True: the B*T frames of a clip go through the spatial extractor and the classifier as one
+        # batch (training's choice: faster a step, other float32 rounding); False: frame by frame
+        self.frames_as_batch = False
         # the release builds its VideoModel with a frozen backbone BatchNorm
         self.freeze_bn()
 
@@ -84,26 +87,28 @@ class VideoModel(nn.Module):
     def forward_clip(self, clip: torch.Tensor) -> torch.Tensor:
         """Logits [B, T, 1, H, W] of a clip [B, T, 3, H, W].
 
-        All B*T frames go through the spatial extractor and the classifier as one batch: the same
-        result as frame by frame whenever BatchNorm uses running statistics (eval, or `freeze_bn`).
+        By default time step by time step (each [B, 3, H, W]) through the spatial extractor and the
+        classifier, as the release's loop: oneDNN's convolutions are not batch-invariant (ASPP's
+        dilated convs round differently for four frames than for one), and a trained NER module can
+        amplify the spatial features' rounding into other maps. With `frames_as_batch` the B*T
+        frames go as one batch: the same values up to rounding while the backbone's BatchNorm uses
+        running statistics (eval mode or `freeze_bn`, as in every recipe).
         """
-        batch, length = clip.shape[0], clip.shape[1]
         size = clip.shape[3:]
-        features = self.backbone.spatial_features(clip.flatten(0, 1))
-        enhanced = self.enhance(self._to_time_major(features.aspp, batch, length))
-        deep = enhanced.transpose(1, 2).flatten(0, 1)
-        logits = self.backbone.classify_pixels(features, deep, size)
-        return logits.view(batch, length, *logits.shape[1:])
-
-    @staticmethod
-    def _to_time_major(x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
-        """[B*T, C, h, w] -> [B, C, T, h, w]."""
-        return x.view(batch, length, *x.shape[1:]).transpose(1, 2)
+        if self.frames_as_batch:
+            batch, length = clip.shape[:2]
+            features = self.backbone.spatial_features(clip.flatten(0, 1))
+            enhanced = self.enhance(features.aspp.unflatten(0, (batch, length)).transpose(1, 2))
+            logits = self.backbone.classify_pixels(features, enhanced.transpose(1, 2).flatten(0, 1), size)
+            return logits.unflatten(0, (batch, length))
+        steps = [self.backbone.spatial_features(clip[:, t]) for t in range(clip.shape[1])]
+        enhanced = self.enhance(torch.stack([features.aspp for features in steps], dim=2))
+        return torch.stack([self.backbone.classify_pixels(features, enhanced[:, :, t], size)
+                            for t, features in enumerate(steps)], dim=1)
 
     def enhance(self, feats: torch.Tensor) -> torch.Tensor:
         """Non-locally enhanced recurrent module over ASPP features [B, 256, T, h, w] (same shape out)."""
         feats = self.non_local_block(feats)
-        length = feats.shape[2]
         steps = feats.unbind(dim=2)
         hidden = steps[0]
         forward_states = []
@@ -116,7 +121,8 @@ class VideoModel(nn.Module):
             hidden = self.convgru_backward(x, hidden)
             backward_states.append(hidden)
         backward_states.reverse()
-        both = torch.cat((torch.cat(forward_states), torch.cat(backward_states)), dim=1)  # [T*B, 512, h, w]
-        fused = torch.tanh(self.bidirection_conv(both))
-        fused = fused.view(length, -1, *fused.shape[1:])  # [T, B, 256, h, w]
-        return self.non_local_block2(fused.permute(1, 2, 0, 3, 4))
+        # frame by frame and stacked as the release does: the stacked tensor's memory layout (which
+        # follows the conv's output) decides how non_local_block2's 1x1 Conv3d rounds
+        fused = [torch.tanh(self.bidirection_conv(torch.cat(pair, dim=1)))
+                 for pair in zip(forward_states, backward_states)]
+        return self.non_local_block2(torch.stack(fused, dim=2))
