@@ -213,6 +213,8 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
         return model.to(device).eval()
     config = synthetic_data()
     model.to(device).train()
+    # BatchNorm statistics over a clip's 4 frames (frame by frame they would be over 1 frame)
+    model.frames_as_batch = True
     bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     batches = clip_batches(config, size, clip_len=4, batch=1, training=True)
@@ -228,6 +230,7 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
         if verbose and (step % 20 == 0 or step == steps - 1):
             print(f"  training the benchmark model: step {step + 1}/{steps}, loss {loss.item():.4f}, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    model.frames_as_batch = False
     model.eval()
     save_weights(model, path)
     return model

@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             return model(clip)
 
     train_model = reference_video_model(args.reference)
+    train_model.frames_as_batch = True  # as the video recipe trains
     train_clip = torch.rand(1, args.clip, 3, args.train_size, args.train_size)
     train_target = torch.rand(1, args.clip, 1, args.train_size, args.train_size)
 

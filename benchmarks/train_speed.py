@@ -50,6 +50,7 @@ def make_step(precision: str, channels_last: bool, exact_decoder: bool, size: in
     set_exact_upsampled_conv(model, exact_decoder)
     model.train()
     model.freeze_bn()
+    model.frames_as_batch = True  # as the video recipe trains
     if channels_last:
         to_channels_last(model)
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)

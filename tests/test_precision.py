@@ -13,7 +13,7 @@ from libs.inference import predictor as predictor_module
 from libs.inference.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
 from libs.inference.predictor import AUTO_CANDIDATES
 from libs.modules import Decoder
-from libs.networks import ImageModel, VideoModel
+from libs.networks import ImageModel, VideoModel, set_exact_upsampled_conv
 from libs.runtime import calibration
 from libs.runtime.precision import PrecisionError, autocast_dtype, resolve_precision
 
@@ -244,6 +244,7 @@ def test_inference_script_fp32_writes_the_faithful_maps(tmp_path, capsys):
                              str(out), "--size", "32", "-j", "0", "--device", "cpu", "--precision", "fp32"])
     assert status == 0, capsys.readouterr().err
     clip = torch.stack([f["image"] for f in FolderClips(frames, get_transforms(False, 32)["test"], 4)[0]])
+    set_exact_upsampled_conv(model, False)  # the release's decoder, as --precision fp32
     with torch.no_grad():
         probs = torch.sigmoid(torch.stack(model(list(clip[None].unbind(1))), 1))[0, :, 0]
     for index in range(4):
