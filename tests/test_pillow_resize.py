@@ -7,7 +7,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from libs.datasets.transforms import PillowResize, SoftMask, resize_normalise
+from libs.datasets.transforms import pillow_resize, resize_label, resize_normalise
 
 
 def _frame(height: int = 480, width: int = 854) -> np.ndarray:
@@ -20,22 +20,26 @@ def _frame(height: int = 480, width: int = 854) -> np.ndarray:
 def test_frames_resized_exactly_as_pillow():
     array = _frame()
     expected = np.asarray(Image.fromarray(array).resize((448, 448), Image.Resampling.BILINEAR))
-    image = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
-    resized = PillowResize([448, 448], antialias=True)(image)
-    assert isinstance(resized, tv_tensors.Image) and resized.dtype == torch.uint8
+    image = torch.from_numpy(array).permute(2, 0, 1)
+    resized = pillow_resize(image, [448, 448])
+    assert resized.dtype == torch.uint8
     assert np.array_equal(resized.permute(1, 2, 0).numpy(), expected)
     # torchvision's own uint8 kernel is what this replaces: it does differ
-    tensor_kernel = v2.Resize([448, 448], antialias=True)(image).permute(1, 2, 0).numpy()
+    tensor_kernel = v2.Resize([448, 448], antialias=True)(tv_tensors.Image(image)).permute(1, 2, 0).numpy()
     assert not np.array_equal(tensor_kernel, expected)
 
 
-def test_labels_keep_the_tensor_kernel_and_pipeline_uses_pillow():
-    label = SoftMask(torch.rand(1, 60, 90))
-    resized = PillowResize([30, 40], antialias=True)(label)
-    assert isinstance(resized, SoftMask) and resized.shape == (1, 30, 40)
-    sample = resize_normalise(448)({"image": tv_tensors.Image(torch.from_numpy(_frame()).permute(2, 0, 1))})
+def test_labels_take_torchvisions_float_kernel_and_pipeline_uses_pillow():
+    """Labels are resized as torchvision's v2.Resize resizes float images (bilinear,
+    antialiased), bit for bit, then clamped to [0, 1]."""
+    from libs.datasets.augment import SoftMask
+
+    label = torch.rand(1, 60, 90)
+    for size in ([30, 40], [90, 100]):
+        expected = v2.Resize(size, antialias=True)(SoftMask(label)).as_subclass(torch.Tensor)
+        assert torch.equal(resize_label(label, size), expected)
+    sample = resize_normalise(448)({"image": torch.from_numpy(_frame()).permute(2, 0, 1)})
     assert sample["image"].shape == (3, 448, 448) and sample["image"].dtype == torch.float32
-    assert any(isinstance(t, PillowResize) for t in resize_normalise(448).transforms)
 
 
 def test_normalised_frames_are_the_releases_bit_for_bit():
@@ -47,9 +51,9 @@ def test_normalised_frames_are_the_releases_bit_for_bit():
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     release = (torch.from_numpy(resized.copy()).permute(2, 0, 1).float().div(255) - mean) / std
-    frame = tv_tensors.Image(torch.from_numpy(array).permute(2, 0, 1))
+    frame = torch.from_numpy(array).permute(2, 0, 1)
     ours = resize_normalise(448)({"image": frame})["image"]
-    assert torch.equal(ours.as_subclass(torch.Tensor), release)
+    assert type(ours) is torch.Tensor and torch.equal(ours, release)
     values = torch.arange(256, dtype=torch.uint8).view(1, 1, 256)
     scaled = v2.ToDtype(torch.float32, scale=True)(tv_tensors.Image(values))
     assert not torch.equal(scaled.as_subclass(torch.Tensor), values.float().div(255))

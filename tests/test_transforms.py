@@ -5,18 +5,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision import tv_tensors
 
-from libs.datasets import SoftMask, apply_transform, get_transforms
+from libs.datasets import apply_transform, get_transforms
 from libs.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def sample(height: int = 30, width: int = 40, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
-    image = tv_tensors.Image(torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g))
+    image = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g)
     label = torch.zeros(1, height, width)
     label[:, height // 4: height // 2, width // 3: width // 2] = 1.0
-    return {"image": image, "label": SoftMask(label)}
+    return {"image": image, "label": label}
 
 
 def test_keys_and_video_mode_is_deterministic():
@@ -30,7 +29,7 @@ def test_keys_and_video_mode_is_deterministic():
 
 
 def test_normalisation_and_ranges():
-    s = {"image": tv_tensors.Image(torch.full((3, 8, 8), 255, dtype=torch.uint8))}
+    s = {"image": torch.full((3, 8, 8), 255, dtype=torch.uint8)}
     out = get_transforms(False, 8)["test"](s)
     expected = torch.tensor([(1 - m) / d for m, d in zip(IMAGENET_MEAN, IMAGENET_STD)])
     assert torch.allclose(out["image"][:, 0, 0], expected, atol=1e-6)
@@ -56,11 +55,12 @@ def test_image_mode_augments_and_keeps_label_aligned():
     t = get_transforms(True, 24)["train"]
     outs = [t(sample(seed=1)) for _ in range(6)]
     assert all(o["image"].shape == (3, 24, 24) and o["label"].shape == (1, 24, 24) for o in outs)
+    assert all(type(o["image"]) is torch.Tensor and type(o["label"]) is torch.Tensor for o in outs)
     assert not all(torch.equal(outs[0]["image"], o["image"]) for o in outs[1:])
     for o in outs:
         assert 0 <= o["label"].min() and o["label"].max() <= 1
     # colour jitter leaves labels alone: a constant label stays constant
-    flat = {"image": sample()["image"], "label": SoftMask(torch.full((1, 30, 40), 0.5))}
+    flat = {"image": sample()["image"], "label": torch.full((1, 30, 40), 0.5)}
     assert torch.allclose(t(flat)["label"], torch.tensor(0.5))
 
 
@@ -71,8 +71,7 @@ def test_flips_cover_the_four_choices():
     label[:, :4, :4] = 1  # top-left corner
     corners = set()
     for _ in range(60):
-        out = t({"image": tv_tensors.Image(torch.zeros(3, 20, 20, dtype=torch.uint8)),
-                 "label": SoftMask(label.clone())})["label"][0]
+        out = t({"image": torch.zeros(3, 20, 20, dtype=torch.uint8), "label": label.clone()})["label"][0]
         quad = out.reshape(2, 10, 2, 10).sum(dim=(1, 3))
         corners.add(int(quad.argmax()))
     assert corners == {0, 1, 2, 3}

@@ -25,7 +25,7 @@ _EXPORTS = {
     "use_pseudo_labels": "pseudo_labels",
     "read_image": "reading",
     "read_label": "reading",
-    "SoftMask": "transforms",
+    "SoftMask": "augment",
     "apply_transform": "transforms",
     "augmentation": "transforms",
     "get_transforms": "transforms",

@@ -1,9 +1,9 @@
 """Reading frames and labels from disk into tensors, with one-line errors.
 
 Frames are decoded with Pillow as RGB (as the release does) and returned as uint8
-`tv_tensors.Image` [3, H, W]. Labels are read as grey levels, scaled to [0, 1] when
-their maximum exceeds 1 (the release's rule: 0/255 masks become 0/1, 0/1 masks stay),
-and returned as float `SoftMask` [1, H, W].
+tensors [3, H, W]. Labels are read as grey levels, scaled to [0, 1] when their maximum
+exceeds 1 (the release's rule: 0/255 masks become 0/1, 0/1 masks stay), and returned as
+float tensors [1, H, W].
 """
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision import tv_tensors
 
 from .config import DatasetFileError, DatasetReadError
-from .transforms import SoftMask
 
 # Label modes that are single-channel grey already; anything else is converted to grey
 # ("L") as the release does, with one warning per dataset.
@@ -51,17 +49,17 @@ def image_size(path: str | Path) -> tuple[int, int]:
     return height, width
 
 
-def read_image(path: str | Path) -> tv_tensors.Image:
+def read_image(path: str | Path) -> torch.Tensor:
     """An RGB frame as a uint8 tensor [3, H, W]."""
     image = open_image(path, "image")
     try:
         array = np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as err:
         raise DatasetReadError(f"cannot read image {path}: {err}") from None
-    return tv_tensors.Image(torch.from_numpy(array.copy()).permute(2, 0, 1))
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def read_label(path: str | Path, dataset: str = "") -> SoftMask:
+def read_label(path: str | Path, dataset: str = "") -> torch.Tensor:
     """A saliency label as a float tensor [1, H, W] in [0, 1].
 
     Labels that are not single-channel grey (RGB, palette, 16-bit...) are converted to
@@ -85,7 +83,7 @@ def read_label(path: str | Path, dataset: str = "") -> SoftMask:
         raise DatasetReadError(f"cannot read label {path}: {err}") from None
     if array.max() > 1:
         array = array / 255.0
-    return SoftMask(torch.from_numpy(array.copy()).unsqueeze(0))
+    return torch.from_numpy(array.copy()).unsqueeze(0)
 
 
 def check_same_size(image: torch.Tensor, label: torch.Tensor, image_path: Path, label_path: Path) -> None:

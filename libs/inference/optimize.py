@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models.resnet import Bottleneck, ResNet
 
-from libs.modules import to_channels_last
+from libs.modules import DilatedResNet50, to_channels_last
+from libs.modules.resnet import Bottleneck
 from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.runtime.precision import autocast, autocast_off, resolve_precision
 
@@ -48,7 +48,7 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     children = dict(module.named_children())
     if isinstance(module, Bottleneck):
         pairs = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")]
-    elif isinstance(module, ResNet):
+    elif isinstance(module, DilatedResNet50):
         pairs = [("conv1", "bn1")]
     elif isinstance(module, nn.Sequential):
         names = list(children)
@@ -64,7 +64,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     """Fold, in place, every eval-mode BatchNorm2d that directly follows a Conv2d into that conv
     (the BatchNorm becomes an Identity); returns how many were folded.
 
-    Covers torchvision's ResNet stem and Bottleneck blocks (RCRNet's refinement skips included)
+    Covers the ResNet stem and Bottleneck blocks (RCRNet's refinement skips included)
     and Sequentials of conv then BatchNorm (ConvBNReLU units, downsample projections).
     """
     folded = 0

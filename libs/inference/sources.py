@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset, IterableDataset, get_worker_info
-from torchvision import tv_tensors
 
 from libs.datasets import ImageDataset, VideoClipDataset, apply_transform, read_image
 from libs.datasets.sampling import clip_windows
@@ -160,7 +159,7 @@ class VideoFileClips(IterableDataset):
 
     def _frame(self, index: int, bgr: np.ndarray) -> Frame:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        image = tv_tensors.Image(torch.from_numpy(rgb).permute(2, 0, 1))
+        image = torch.from_numpy(rgb).permute(2, 0, 1)
         sample = apply_transform(self.transform, [{"image": image}])[0]
         frame = {"image": sample["image"].as_subclass(torch.Tensor), "dataset": self.name,
                  "image_id": f"{index:05d}", "height": int(rgb.shape[0]), "width": int(rgb.shape[1])}

@@ -5,23 +5,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.resnet import Bottleneck
 
 from .layers import ConvBNReLU, fresh_init_
+from .resnet import Bottleneck, projection
 from .upsampled_conv import upsampled_conv3x3
 
 
 class SkipBottleneck(Bottleneck):
-    """torchvision's Bottleneck with expansion 2: reduces a backbone skip feature to 2 * planes channels."""
+    """ResNet's Bottleneck with expansion 2: reduces a backbone skip feature to 2 * planes channels."""
 
     expansion = 2
 
     def __init__(self, in_channels: int, planes: int) -> None:
-        out_channels = planes * self.expansion
-        projection = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm2d(out_channels)
-        )
-        super().__init__(in_channels, planes, downsample=projection)
+        super().__init__(in_channels, planes, downsample=projection(in_channels, planes * self.expansion))
 
 
 class RefinementBlock(nn.Module):
