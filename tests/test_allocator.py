@@ -121,3 +121,19 @@ def test_inference_starts_without_the_metrics_and_the_training_engine():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_loading_a_checkpoint_imports_neither_dynamo_nor_sympy(tmp_path):
+    """Checkpoints are built on the meta device without `normal_` (which imports torch._dynamo
+    there, 1.4 s) or `to_empty` (whose empty_like imports sympy, 0.3 s)."""
+    path = tmp_path / "image.pth"
+    code = ("import sys, torch\n"
+            "from libs.networks import ImageModel\n"
+            f"torch.save(ImageModel().state_dict(), {str(path)!r})\n"
+            "from libs.networks.weights import model_from_checkpoint\n"
+            f"model, kind = model_from_checkpoint({str(path)!r})\n"
+            "assert kind == 'image' and not any(p.is_meta for p in model.state_dict().values())\n"
+            "print(sorted(m for m in ('torch._dynamo', 'sympy', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -15,6 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .layers import kaiming_normal_fan_out_
+
 RESNET50_BLOCKS = (3, 4, 6, 3)
 
 # output stride -> (strides, dilations) of layer1..layer4
@@ -101,7 +103,7 @@ class DilatedResNet50(nn.Module):
         self.input_channels = input_channels
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                kaiming_normal_fan_out_(module.weight)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)

@@ -348,10 +348,11 @@ def model_from_checkpoint(path: PathLike, output_stride: int = 16) -> tuple[nn.M
         held = {"fgplg": "an FGPLG", "imagenet": "an ImageNet ResNet-50"}.get(kind, "no RCRNet weights")
         raise CheckpointError(f"checkpoint {path}: holds {held}, not an ImageModel or VideoModel")
     # built without its random initialisation (0.6 s of a VideoModel on a CPU): the strict load
-    # below fills every parameter and buffer
+    # below fills every parameter and buffer. Allocated by torch.empty rather than `to_empty`,
+    # whose empty_like of meta tensors imports sympy (0.3 s)
     with torch.device("meta"):
         model: nn.Module = classes[kind](output_stride=output_stride)
-    model.to_empty(device="cpu")
+    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))
     load_weights(model, state_dict)
     return model, kind
 
