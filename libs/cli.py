@@ -286,10 +286,11 @@ def run_cli(main: Callable[[], int | None], prog: str) -> int:
 
 def exit_process(status: int) -> NoReturn:
     """End the process with `status`, skipping the interpreter's teardown: finalising torch's
-    and torchvision's modules and freeing what the run allocated took 1.4-1.7 s after
-    `inference.py` on the AMD EPYC, a tenth of its run. By then every output is written and
-    closed (atomically, the PNG writer pool joined, the DataLoader workers shut down, the
-    runtime torn down by `run_cli`); log handlers and stdout/stderr are flushed here."""
+    modules (and torchvision's, which inference imported then) and freeing what the run
+    allocated took 1.4-1.7 s after `inference.py` on the AMD EPYC, a tenth of its run. By then
+    every output is written and closed (atomically, the PNG writer pool joined, the DataLoader
+    workers shut down, the runtime torn down by `run_cli`); log handlers and stdout/stderr are
+    flushed here."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
