@@ -2,11 +2,11 @@
 from float32, measured in one run.
 
 Rows: the faithful float32 eager path (the release's way: its resize-then-convolve decoder,
-`torch.no_grad`, a list of frames), our float32 model as it is (the factored decoder),
-`torch.inference_mode`, channels-last, BatchNorm folding, bf16 and fp16 autocast, float32
-islands, several clips per batch and `torch.compile`, alone and combined. Times are medians
-over `--rounds` interleaved rounds (the machine may be shared); speed is relative to the first
-row.
+`torch.no_grad`, a list of frames), our float32 model as it is (the factored decoder), a
+clip's frames as one batch (training's `frames_as_batch`), `torch.inference_mode`,
+channels-last, BatchNorm folding, bf16 and fp16 autocast, float32 islands, several clips per
+batch and `torch.compile`, alone and combined. Times are medians over `--rounds` interleaved
+rounds (the machine may be shared); speed is relative to the first row.
 
 Deviation is measured on a VideoModel trained briefly on the synthetic videos (trained once
 and cached under data/bench/, a few minutes on a CPU): the share of output pixels whose
@@ -61,12 +61,14 @@ class Config:
         return self.predict(clips)
 
 
-def release_way(model: torch.nn.Module, exact_decoder: bool = False) -> Callable[[torch.Tensor],
-                                                                             torch.Tensor]:
+def release_way(model: torch.nn.Module, exact_decoder: bool = False,
+                frames_as_batch: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call);
-    the release's resize-then-convolve decoder unless `exact_decoder`."""
+    the release's resize-then-convolve decoder unless `exact_decoder`; the release's frame loop
+    unless `frames_as_batch`."""
     model = copy.deepcopy(model)
     set_exact_upsampled_conv(model, exact_decoder)
+    model.frames_as_batch = frames_as_batch
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -106,6 +108,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     configs = [
         Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
         Config("fp32 eager, factored decoder (--precision fp32)", release_way(model, exact_decoder=True)),
+        Config("fp32 eager, a clip's frames as one batch", release_way(model, frames_as_batch=True)),
         Config("fp32 + inference_mode", plain(model, "fp32")),
         Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
         Config("fp32 + channels_last + BN folded", prepared(model, "fp32")),

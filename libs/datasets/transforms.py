@@ -70,11 +70,11 @@ class ResizeNormalise:
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         out = dict(sample)
-        image = sample["image"].as_subclass(torch.Tensor)
+        image = sample["image"]
         if self.size is not None:
             image = pillow_resize(image, self.size)
             if "label" in sample:
-                out["label"] = resize_label(sample["label"].as_subclass(torch.Tensor), self.size)
+                out["label"] = resize_label(sample["label"], self.size)
         out["image"] = normalise(image, self.mean, self.std)
         return out
 

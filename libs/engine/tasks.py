@@ -121,7 +121,7 @@ class VideoSaliencyTask(Task):
     def set_train_mode(self, model: nn.Module) -> None:
         model.train()
         model.freeze_bn()
-        # a clip's frames as one batch: a video step at 256x256 took 3.1 s against 3.4 s for the
+        # a clip's frames as one batch: a video step at 256x256 took 3.34 s against 3.60 s for the
         # release's frame loop (AMD EPYC, 2 threads); the BatchNorm is frozen, so only rounding differs
         model.frames_as_batch = True
 
