@@ -1,8 +1,10 @@
 """inference.py and libs.inference: release checkpoints, output layout and sizes, resume, --input."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import cv2
@@ -14,7 +16,7 @@ from torchvision.transforms.functional import to_pil_image
 
 import inference
 from libs.datasets.synthetic import generate_synthetic
-from libs.inference import Predictor, SaliencyWriter, resize_to_original, saliency_to_uint8
+from libs.inference import Predictor, SaliencyWriter, resize_to_original, saliency_to_uint8, save_atomic
 from libs.networks import VideoModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +89,19 @@ def test_png_conversion_is_the_releases():
     theirs = to_pil_image(probs).resize((53, 37))
     assert ours.size == (53, 37)
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+def test_pngs_hold_the_maps_pixels_with_run_length_encoding(tmp_path):
+    """Same pixels as Pillow's default PNG; the bytes are zlib's Z_RLE strategy's (faster, no larger)."""
+    probs = torch.rand(1, 24, 30)
+    ours = resize_to_original(saliency_to_uint8(probs[0]), height=48, width=60)
+    path = tmp_path / "map.png"
+    save_atomic(ours, path)
+    default, rle = io.BytesIO(), io.BytesIO()
+    ours.save(default, format="PNG")
+    ours.save(rle, format="PNG", compress_type=zlib.Z_RLE)
+    assert path.read_bytes() == rle.getvalue() != default.getvalue()
+    assert np.array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(default)))
 
 
 def test_writer_keeps_the_last_write_of_a_path(tmp_path):
