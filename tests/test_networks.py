@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from libs.modules import ConvGRUCell, NonLocalBlock3D
+from libs.modules.resnet import MaxPool2d
 from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel, set_exact_upsampled_conv
 
 FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
@@ -193,6 +194,27 @@ def test_every_block_of_a_dilated_stage_is_dilated(output_stride, dilations):
             assert block.conv2.dilation == (dilation, dilation)
             assert block.conv2.padding == (dilation, dilation)
     assert not hasattr(resnet, "fc")
+
+
+@pytest.mark.parametrize(("shape", "kernel", "stride", "padding"), [
+    ((1, 64, 56, 56), 3, 2, 1), ((2, 3, 7, 9), 3, 2, 1), ((1, 2, 1, 1), 3, 2, 1), ((1, 4, 6, 5), 2, 2, 0),
+    ((1, 2, 9, 8), (3, 2), (1, 2), (1, 0))])
+def test_maxpool_slices_equal_atens_kernel(shape, kernel, stride, padding):
+    """The ResNet stem's max pooling without autograd (strided slices) is ATen's, bit for bit: ties,
+    zeros after ReLU, -inf padding and NaN; with autograd it is ATen's kernel and its gradient."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(sum(shape))).relu_()
+    x.view(-1)[::5] = 0.25
+    x.view(-1)[-1] = float("nan")
+    pool = MaxPool2d(kernel, stride, padding)
+    expected = F.max_pool2d(x, kernel, stride, padding)
+    with torch.no_grad():
+        assert torch.equal(pool(x).nan_to_num(-1.0), expected.nan_to_num(-1.0))
+        assert torch.equal(pool(x).isnan(), expected.isnan())
+    xg, xa = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    pool(xg).nan_to_num(0.0).sum().backward()
+    F.max_pool2d(xa, kernel, stride, padding).nan_to_num(0.0).sum().backward()
+    assert torch.equal(xg.grad, xa.grad)
+    assert isinstance(RCRNet().resnet.maxpool, MaxPool2d)
 
 
 def test_rcrnet_with_seven_input_channels():
