@@ -145,15 +145,15 @@ def test_gradcheck(low, size):
     assert torch.autograd.gradcheck(lambda *a: upsampled_conv3x3(*a, size), (x, weight, bias))
 
 
-def _decoder_pair(train: bool) -> tuple[Decoder, Decoder]:
+def _decoder_pair(train: bool, n_classes: int = 2) -> tuple[Decoder, Decoder]:
     torch.manual_seed(0)
-    fast = Decoder(16, 24, 2).double()
+    fast = Decoder(16, 24, n_classes).double()
     with torch.no_grad():
         fast.conv1.bn.running_mean.normal_()
         fast.conv1.bn.running_var.uniform_(0.5, 2.0)
         fast.conv1.bn.weight.uniform_(0.5, 1.5)
         fast.conv1.bn.bias.normal_()
-    slow = Decoder(16, 24, 2).double()
+    slow = Decoder(16, 24, n_classes).double()
     slow.load_state_dict(fast.state_dict())
     slow.exact_upsampled_conv = False
     fast.train(train)
@@ -161,16 +161,18 @@ def _decoder_pair(train: bool) -> tuple[Decoder, Decoder]:
     return fast, slow
 
 
-@pytest.mark.parametrize("train", [False, True])
-@pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((9, 7), (33, 25))])
-def test_decoder_values_gradients_and_batchnorm(train, low, size):
-    fast, slow = _decoder_pair(train)
+@pytest.mark.parametrize(("train", "n_classes"), [(False, 1), (False, 2), (True, 2)])
+@pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((9, 7), (33, 25)), ((5, 6), (20, 24))])
+def test_decoder_values_gradients_and_batchnorm(train, n_classes, low, size):
+    """Eval-mode BatchNorm at power-of-two factors takes the fused ReLU + 1x1 path
+    (`_ReluLinearBlocks`: one and several classes), train mode the generic epilogue."""
+    fast, slow = _decoder_pair(train, n_classes)
     x = torch.randn(3, 16, *low, dtype=F64)
     outputs, grads = [], []
     for decoder in (fast, slow):
         xi = x.clone().requires_grad_(True)
         out = decoder.forward_resized(xi, size)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
+        (out * torch.linspace(-1, 2, out.numel(), dtype=F64).view_as(out)).sum().backward()
         outputs.append(out.detach())
         grads.append([xi.grad] + [p.grad for p in decoder.parameters()])
     assert relative_error(*outputs) < 1e-12
@@ -181,6 +183,14 @@ def test_decoder_values_gradients_and_batchnorm(train, low, size):
     torch.testing.assert_close(bn_fast.running_var, bn_slow.running_var, rtol=1e-12, atol=1e-12)
     if train:  # batch statistics moved the running ones
         assert bn_fast.num_batches_tracked.item() == 1
+
+
+def test_fused_backward_refuses_a_second_pass():
+    fast, _ = _decoder_pair(False, 1)
+    out = fast.forward_resized(torch.randn(1, 16, 4, 4, dtype=F64, requires_grad=True), (16, 16))
+    out.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        out.sum().backward()
 
 
 def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):

@@ -2,13 +2,15 @@
 (the release's libs/networks/rcrnet.py)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNReLU, fresh_init_
 from .resnet import Bottleneck, projection
-from .upsampled_conv import upsampled_conv3x3
+from .upsampled_conv import ReluLinear, upsampled_conv3x3
 
 
 class SkipBottleneck(Bottleneck):
@@ -68,19 +70,18 @@ class Decoder(nn.Sequential):
         # pointwise: no BatchNorm statistics over the pixels (folded here or already, e.g. by
         # libs.inference.optimize.fold_batchnorm, which leaves an Identity)
         pointwise = folded or isinstance(bn, nn.Identity)
-        return upsampled_conv3x3(x, weight, bias, tuple(size),
-                                 lambda y: self._epilogue(y if folded else bn(y)), pointwise=pointwise)
+        head = self._head()
+        epilogue = head if pointwise else (lambda y: head(bn(y)))
+        return upsampled_conv3x3(x, weight, bias, tuple(size), epilogue, pointwise=pointwise)
 
-    def _epilogue(self, y: torch.Tensor) -> torch.Tensor:
-        """ReLU and conv2 of the conv1 output [N, J, L, 1] (BatchNorm applied or folded)."""
-        y = self.conv1.relu(y)
-        conv2 = self.conv2
-        if type(conv2) is not nn.Conv2d:
-            return conv2(y)
-        # a 1x1 conv as one matrix product over channels-last pixels (oneDNN's 1x1 conv to one
-        # channel is over ten times slower)
-        pixels = F.linear(y.permute(0, 2, 3, 1), conv2.weight.flatten(1), conv2.bias)
-        return pixels.permute(0, 3, 1, 2)
+    def _head(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """ReLU and conv2 of the conv1 output [N, J, L, 1] (after its BatchNorm): a `ReluLinear`
+        (one matrix product over channels-last pixels; oneDNN's 1x1 conv to one channel is over ten
+        times slower) unless either is wrapped (e.g. a float32 island under autocast)."""
+        relu, conv2 = self.conv1.relu, self.conv2
+        if type(relu) is nn.ReLU and type(conv2) is nn.Conv2d:
+            return ReluLinear(conv2.weight.flatten(1), conv2.bias)
+        return lambda y: conv2(relu(y))
 
 
 def _is_plain_conv3x3(conv: nn.Conv2d) -> bool:
