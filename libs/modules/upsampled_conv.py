@@ -173,28 +173,27 @@ class _PhaseGrid:
         self.row_adjoints = [w.t().contiguous() for w in self.row_weights]
         self.column_adjoint = self.beta.flip(2).permute(1, 2, 0).reshape(3, 3 * fw)
 
-    def taps(self, start: int, count: int) -> torch.Tensor:
+    def taps(self, start: int, count: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """[count, 9 J]: the taps of pixels start - margin .. start - margin + count - 1 (the bias
-        alone, or zero, outside the grid), in (b, a, j) order.
+        alone, or zero, outside the grid), in (b, a, j) order; into `out` if given (in its dtype,
+        as autocast would cast them), so that a band's taps go straight into its buffer.
 
-        A 1x1 convolution over the pixels as a channels-last column, not a matrix product: the
-        same sums, and oneDNN's kernel measured 2-2.5x MKL's sgemm on an AMD EPYC (the CPU of the
-        README's tables) at these shapes."""
-        pixels = self.pixels[start:start + count]
-        column = pixels.view(1, count, 1, -1).permute(0, 3, 1, 2)  # [1, C, count, 1]
-        taps = F.conv2d(column, self.tap_weights[:, :, None, None], self.tap_bias)
-        return taps.permute(0, 2, 3, 1).reshape(count, -1)
-
-    def taps_into(self, start: int, out: torch.Tensor) -> torch.Tensor:
-        """`taps(start, len(out))` computed into `out` [count, 9 J], in its dtype (as autocast would
-        cast them): a band's taps go straight into its buffer. MKL's sgemm writing there beat the
-        conv and a copy on an AMD EPYC: 50.1 against 53.9 ms a 448x448 frame in bands of 229
-        pixels, 51.0 against 81.3 in bands of 458."""
-        pixels = self.pixels[start:start + out.shape[0]].to(out.dtype)
-        weights = self.tap_weights.to(out.dtype).t()
-        if self.tap_bias is None:
+        One matrix product (MKL's sgemm). On an AMD EPYC it beat the 1x1 convolution of the
+        pixels as a channels-last column (oneDNN) and its copy into the buffer: 50.1 against 53.9
+        ms a 448x448 frame in bands of 229 pixels, 51.0 against 81.3 in bands of 458; over a
+        whole training grid (17,558 pixels) 99 against 97 ms forward, 232 against 295 ms forward
+        and backward."""
+        pixels, weights, bias = self.pixels[start:start + count], self.tap_weights.t(), self.tap_bias
+        if out is not None:  # out= is not autocast: the dtype it would give, by hand
+            pixels, weights = pixels.to(out.dtype), weights.to(out.dtype)
+            bias = None if bias is None else bias.to(out.dtype)
+        if bias is None:
             return torch.mm(pixels, weights, out=out)
-        return torch.addmm(self.tap_bias.to(out.dtype), pixels, weights, out=out)
+        return torch.addmm(bias, pixels, weights, out=out)
+
+    def grid_taps(self) -> torch.Tensor:
+        """The taps of every padded pixel and of the margins around them: [count + 2 margin, 9 J]."""
+        return self.taps(0, self.n * (self.height + 2) * self.padded_width + 2 * self.margin)
 
     def padded_rows(self, taps: torch.Tensor, rows: int, frames: int = 1) -> torch.Tensor:
         """[frames, rows, w + 2, 3 (a), 3 (b), J]: the taps of `rows` whole padded rows (of each of
@@ -322,9 +321,7 @@ class _PhaseGrid:
     def exact_blocks(self) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: the conv output blocks at every padded pixel; those of
         real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
-        count = self.n * (self.height + 2) * self.padded_width
-        taps = self.taps(0, count + 2 * self.margin)
-        return self.padded_grid(_ExactBlocks.apply(taps, self))
+        return self.padded_grid(_ExactBlocks.apply(self.grid_taps(), self))
 
     def padded_grid(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: blocks of every padded pixel, from [count, fw, fh J]."""
@@ -355,7 +352,7 @@ class _PhaseGrid:
                 else:
                     taps = buffers[index % 2][:count + 2 * self.margin]
                     taps[:kept] = previous[rows_per_band * width:rows_per_band * width + kept]
-                    self.taps_into(start + kept, taps[kept:])
+                    self.taps(start + kept, len(taps) - kept, taps[kept:])
                 previous = taps
                 blocks = self.blocks(taps, count)
                 self.remove_zero_padding(blocks.view(1, band, width, fw, fh, channels),
@@ -409,8 +406,8 @@ class _ReluLinearBlocks(torch.autograd.Function):
     them in place into their own gradient (a 0/1 mask times grad_output times the weight) and
     hands it to the blocks' transpose: no copies of the map between layouts, no zero-filled
     scatter buffers, no separate ReLU mask. Forward and backward of a clip of 4 at 256x256 (the
-    video recipe, AMD EPYC): the release's resize-then-conv 3.5 s, the factored decoder with
-    autograd's own epilogue 1.8 s, fused 0.9 s."""
+    video recipe, AMD EPYC): the release's resize-then-conv 3.55 s, the factored decoder with
+    autograd's own epilogue 1.84 s, fused 0.84 s."""
 
     @staticmethod
     def forward(ctx: Any, taps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -478,8 +475,7 @@ def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if epilogue is not None and pointwise and not recording:
         logits = grid.exact_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fw, fh, K]
     elif isinstance(epilogue, ReluLinear) and pointwise:
-        taps = grid.taps(0, n * (height + 2) * grid.padded_width + 2 * grid.margin)
-        flat = _ReluLinearBlocks.apply(taps, epilogue.weight, epilogue.bias, grid)
+        flat = _ReluLinearBlocks.apply(grid.grid_taps(), epilogue.weight, epilogue.bias, grid)
         logits = flat.view(n, height + 2, grid.padded_width, fw, fh, -1)[:, 1:height + 1, 1:width + 1]
     else:
         blocks = grid.exact_blocks()
