@@ -1,14 +1,14 @@
 """The command line of all five scripts: one parser class, one spelling per flag, one error style.
 
-- `ArgumentParser`: argparse whose usage errors are one line (`prog: error: ... (see --help)`)
-  and whose help shows defaults.
+- `ArgumentParser` (from `libs.runtime.arguments`): argparse whose usage errors are one line
+  (`prog: error: ... (see --help)`) and whose help shows defaults.
 - Flag groups shared by the scripts (`add_data_arguments`, `add_model_arguments`,
   `add_training_arguments`, `add_label_arguments`, `add_flow_arguments`,
   `add_runtime_arguments`): the release's flags with the release's defaults. Every multi-word
   flag is spelled with dashes; the release's underscore spellings (`--clip_len`,
   `--label_interval`, `--frame_between_label_num`, `--num_workers`, `--rgb_max`) are aliases.
   `-j`/`--num-workers` always counts worker processes (DataLoader workers; evaluate.py's
-  scoring processes). `--help` shows every flag's choices or range (`RANGES`).
+  scoring processes). `--help` shows every flag's choices or range (`libs.runtime.arguments`).
 - `train_config_from_args`, `recipe_options_from_args`: the objects those flags describe.
 - `run_cli(main, prog)`: runs a script's main function, reporting user errors (bad values,
   missing, unfit or unwritable files: `USER_ERRORS`) as one `prog: error: ...` line on stderr
@@ -28,6 +28,14 @@ from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
 from libs.networks.flow import FLOW_CHOICES
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
 from libs.runtime.allocator import MEMORY_CHOICES
+from libs.runtime.arguments import (  # noqa: F401  (re-exported: the scripts import them from here)
+    ArgumentParser,
+    HelpFormatter,
+    allowed,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from libs.runtime.errors import UserError, one_line
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import teardown_runtime
@@ -40,54 +48,7 @@ if TYPE_CHECKING:  # imported where used: inference.py starts without the traini
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointError, OSError)
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and allowed ranges (`RANGES`) and keeps the description's line breaks."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        allowed = RANGES.get(action.type) if callable(action.type) else None
-        if allowed and allowed not in text:
-            text = f"{text} [{allowed}]"
-        if action.default in (None, False, "", argparse.SUPPRESS) or "%(default)" in text:
-            return text
-        return text + super()._get_help_string(action)[len(action.help or ""):]  # the default's note
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit status 2) and defaults shown in --help."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0."""
-    value = float(text)
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
+@allowed("8 or 16")
 def output_stride(text: str) -> int:
     """argparse type: 8 or 16."""
     value = int(text)
@@ -96,6 +57,7 @@ def output_stride(text: str) -> int:
     return value
 
 
+@allowed(f"an integer >= {MIN_FRAME_SIZE}")
 def frame_size(text: str) -> int:
     """argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)."""
     value = int(text)
@@ -105,13 +67,6 @@ def frame_size(text: str) -> int:
     return value
 
 
-RANGES: dict[Callable[[str], Any], str] = {
-    positive_int: "an integer >= 1",
-    non_negative_int: "an integer >= 0",
-    positive_float: "a number > 0",
-    output_stride: "8 or 16",
-    frame_size: f"an integer >= {MIN_FRAME_SIZE}",
-}
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, workers: int = 1) -> argparse._ArgumentGroup:
