@@ -292,7 +292,7 @@ def test_cli_outputs(tree, capsys):
     assert table[0].startswith("| dataset | split | method | video | frames | max F | S | MAE | mean F")
     assert len(table) == 2 + 2 * (1 + 2) + 2 + 2  # header, Vid x 2 methods with 2 videos, Img x 2, caption
     assert table[-2:] == ["", "protocol: frames (average over frames; all frames; resize bilinear; "
-                          "definitions pysodmetrics)"]
+                          "definitions pysodmetrics; F-measure mean-of-f)"]
     assert "good on Vid/val: 5 of 5 labelled frame(s) scored" in captured.err
 
     scores = json.loads((out / "s.json").read_text())
@@ -300,11 +300,11 @@ def test_cli_outputs(tree, capsys):
     for method in METHODS:
         assert list(scores[method]) == ["Vid", "Img"]
         entry = scores[method]["Vid"]
-        assert set(entry) == set(JSON_KEYS) | {"videos", "protocol"}
+        assert set(entry) == set(JSON_KEYS) | {"dataset", "split", "videos", "protocol"}
         assert entry["protocol"]["name"] == "frames" and entry["protocol"]["average"] == "frames"
         assert set(entry["videos"]) == {"a", "b"}
         assert {k: entry[k] for k in JSON_KEYS} == _direct(_pairs(tree, method))
-        assert set(scores[method]["Img"]) == set(JSON_KEYS) | {"videos", "protocol"}
+        assert set(scores[method]["Img"]) == set(JSON_KEYS) | {"dataset", "split", "videos", "protocol"}
 
     with (out / "s.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -1,6 +1,6 @@
-"""Scoring saliency maps: PySODMetrics-based metrics, pairing maps with ground truth, reading
-images, parallel scoring and reports. Used by evaluate.py, inference.py --evaluate and the
-training loop's validation.
+"""Scoring saliency maps: PySODMetrics-based metrics, evaluation protocols, pairing maps with
+ground truth, reading images, parallel scoring, tables, reports and published scores. Used by
+evaluate.py, inference.py --evaluate and the training loop's validation.
 
 The names below load their module when first used: inference imports this package's 8-bit
 rule (`maps`) at every start, and PySODMetrics, which imports scikit-learn, would add about a
@@ -16,10 +16,14 @@ from libs.runtime.lazy import lazy_exports
 _SOURCES = {
     "EvaluationError": "errors",
     **dict.fromkeys(("METRIC_NAMES", "PAPER_METRICS", "VALIDATION_METRICS", "SaliencyMetrics"), "metrics"),
-    **dict.fromkeys(("GroundTruthFrame", "Pairing", "list_ground_truth", "pair_results"), "pairing"),
+    **dict.fromkeys(("GroundTruthFrame", "Pairing", "list_ground_truth", "pair_folders", "pair_results"),
+                    "pairing"),
     **dict.fromkeys(("read_ground_truth", "read_prediction"), "reading"),
-    **dict.fromkeys(("dataset_keys", "markdown_table", "method_names", "plot_curves", "write_csv",
-                     "write_json"), "reports"),
+    **dict.fromkeys(("dataset_keys", "method_names", "plot_curves", "write_csv", "write_json"), "reports"),
+    **dict.fromkeys(("format_table", "latex_table", "markdown_table"), "tables"),
+    "read_results": "merge",
+    **dict.fromkeys(("compare_published", "load_published"), "published"),
+    **dict.fromkeys(("EvaluationRun", "run_evaluation"), "run"),
     **dict.fromkeys(("COUNT_KEYS", "describe_counts", "evaluate_pairing", "evaluate_results"), "scoring"),
 }
 
@@ -36,6 +40,14 @@ __all__ = [
     "describe_counts",
     "evaluate_pairing",
     "evaluate_results",
+    "EvaluationRun",
+    "compare_published",
+    "format_table",
+    "latex_table",
+    "load_published",
+    "pair_folders",
+    "read_results",
+    "run_evaluation",
     "list_ground_truth",
     "markdown_table",
     "method_names",
@@ -53,8 +65,12 @@ __getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 if TYPE_CHECKING:
     from .errors import EvaluationError
+    from .merge import read_results
     from .metrics import METRIC_NAMES, PAPER_METRICS, VALIDATION_METRICS, SaliencyMetrics
-    from .pairing import GroundTruthFrame, Pairing, list_ground_truth, pair_results
+    from .pairing import GroundTruthFrame, Pairing, list_ground_truth, pair_folders, pair_results
+    from .published import compare_published, load_published
     from .reading import read_ground_truth, read_prediction
-    from .reports import dataset_keys, markdown_table, method_names, plot_curves, write_csv, write_json
+    from .reports import dataset_keys, method_names, plot_curves, write_csv, write_json
+    from .run import EvaluationRun, run_evaluation
     from .scoring import COUNT_KEYS, describe_counts, evaluate_pairing, evaluate_results
+    from .tables import format_table, latex_table, markdown_table

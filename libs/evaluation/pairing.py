@@ -16,9 +16,13 @@ from pathlib import Path
 from libs.datasets.config import DatasetSpec
 
 from .errors import EvaluationError
+from .walk import walk_files
 
 # Prediction file types looked for, in order of preference when a frame has several.
 PREDICTION_EXTS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# Label file types looked for when pairing two folders directly.
+LABEL_EXTS: tuple[str, ...] = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm")
 
 EXAMPLES = 3  # example file names kept per counted case
 
@@ -82,22 +86,21 @@ def list_ground_truth(data_root: str | Path, spec: DatasetSpec, split: str) -> l
 
 
 def _index_predictions(folder: Path) -> tuple[dict[str, Path], list[Path]]:
-    """{key: image file} under `folder` (PREDICTION_EXTS order breaks ties), and every file there."""
+    """{key: image file} under `folder` (PREDICTION_EXTS order breaks ties), and every file there.
+
+    Symlinked folders are followed but never entered twice (`walk_files`), so a link back to
+    a folder above cannot make the walk endless.
+    """
     found: dict[str, Path] = {}
     files: list[Path] = []
     rank = {ext: i for i, ext in enumerate(PREDICTION_EXTS)}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        base = Path(dirpath)
-        rel = base.relative_to(folder).as_posix()
-        for name in sorted(filenames):
-            files.append(base / name)
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in rank or name.startswith("."):
-                continue
-            key = stem if rel == "." else f"{rel}/{stem}"
-            if key not in found or rank[ext.lower()] < rank[found[key].suffix.lower()]:
-                found[key] = base / name
+    for rel, path in walk_files(folder):
+        files.append(path)
+        stem, ext = os.path.splitext(rel)
+        if ext.lower() not in rank:
+            continue
+        if stem not in found or rank[ext.lower()] < rank[found[stem].suffix.lower()]:
+            found[stem] = path
     return found, files
 
 
@@ -135,12 +138,74 @@ def pair_results(
         extra=len(unused),
         extra_examples=[p.relative_to(folder).as_posix() for p in unused[:EXAMPLES]],
     )
+    layout = "<video>/<frame>.png" if spec.is_video else "<id>.png"
+    _refuse_missing(pairing, folder, layout, allow_missing)
+    return pairing
+
+
+def _refuse_missing(pairing: Pairing, folder: Path, layout: str, allow_missing: bool) -> None:
+    """An EvaluationError naming the first frames without a map, unless `allow_missing`."""
     missing = pairing.missing
     if missing and not allow_missing:
-        layout = "<video>/<frame>.png" if spec.is_video else "<id>.png"
         where = f"{folder}" if folder.is_dir() else f"{folder} (folder not found)"
         raise EvaluationError(
-            f"{len(missing)} of {len(frames)} predictions missing in {where}, expected {layout}; first: "
-            f"{', '.join(m + '.png' for m in missing[:EXAMPLES])} (--allow-missing skips them)"
+            f"{len(missing)} of {len(pairing.frames)} predictions missing in {where}, expected {layout}; "
+            f"first: {', '.join(m + '.png' for m in missing[:EXAMPLES])} (--allow-missing skips them)"
         )
+
+
+def pair_folders(maps_dir: str | Path, labels_dir: str | Path, *, allow_missing: bool = False) -> Pairing:
+    """Match every label under `labels_dir` with a map under `maps_dir`, no dataset config needed.
+
+    Labels are image files (LABEL_EXTS), flat (`<labels>/<frame>.png`: an image dataset) or
+    in per-video subfolders (`<labels>/<video>/<frame>.png`: a video dataset, the video being
+    the first folder). A label's map is the file at the same relative path under `maps_dir`,
+    any of PREDICTION_EXTS; failing that, the one map with the label's file name anywhere
+    under `maps_dir` (so flat maps pair with per-video labels and the other way round).
+    Missing and extra maps are handled as in `pair_results`.
+    """
+    maps_dir, labels_dir = Path(maps_dir), Path(labels_dir)
+    for folder, flag in ((maps_dir, "--results-folder"), (labels_dir, "--labels")):
+        if not folder.is_dir():
+            raise EvaluationError(f"folder not found: {folder} ({flag})")
+    labels = [(rel, path) for rel, path in walk_files(labels_dir) if path.suffix.lower() in LABEL_EXTS]
+    if not labels:
+        raise EvaluationError(
+            f"no label images ({', '.join(LABEL_EXTS)}) under {labels_dir} (--labels)"
+        )
+    is_video = any("/" in rel for rel, _ in labels)
+    frames: list[GroundTruthFrame] = []
+    keys: set[str] = set()
+    for rel, path in labels:
+        key = os.path.splitext(rel)[0]
+        if key in keys:
+            raise EvaluationError(f"two labels for one frame {key!r} under {labels_dir}: keep one (--labels)")
+        keys.add(key)
+        frames.append(GroundTruthFrame(key=key, video=key.split("/")[0] if "/" in key else "", path=path))
+    index, files = _index_predictions(maps_dir)
+    by_name: dict[str, list[str]] = {}
+    for key in index:
+        by_name.setdefault(key.rsplit("/", 1)[-1], []).append(key)
+    predictions: dict[str, Path] = {}
+    for frame in frames:
+        if frame.key in index:
+            predictions[frame.key] = index[frame.key]
+            continue
+        same_name = by_name.get(frame.key.rsplit("/", 1)[-1], [])
+        if len(same_name) == 1:
+            predictions[frame.key] = index[same_name[0]]
+    used = set(predictions.values())
+    unused = [p for p in files if p not in used]
+    pairing = Pairing(
+        results_dir=maps_dir,
+        dataset=labels_dir.name,
+        split="",
+        is_video=is_video,
+        frames=frames,
+        predictions=predictions,
+        extra=len(unused),
+        extra_examples=[p.relative_to(maps_dir).as_posix() for p in unused[:EXAMPLES]],
+    )
+    layout = "<video>/<frame>.png or <frame>.png" if is_video else "<frame>.png"
+    _refuse_missing(pairing, maps_dir, layout, allow_missing)
     return pairing

@@ -1,6 +1,7 @@
 """Evaluation protocols: which frames are scored, how they are averaged, resized and scored.
 
-Two protocols are defined; each convention can also be set on its own.
+Three presets are defined, each named after the benchmark code whose numbers it reproduces;
+each convention can also be set on its own. docs/evaluation.md compares them.
 
 `frames` is the project's default: every annotated frame of a dataset counts once (PySODMetrics
 averages over all frames), maps sized unlike their label are resized bilinearly, metrics follow
@@ -27,6 +28,18 @@ al., CVPR 2019), used by the VSOD papers that report on DAVSOD's benchmark:
 * definitions (`definitions="matlab"`): S-measure, adaptive / max / mean F and MAE as the
   MATLAB files define them, see `libs.evaluation.matlab`.
 
+`sal-eval-toolbox` reproduces the averaged-curve convention of the MATLAB evaluation toolbox
+for salient object detection, ArcherFMY/sal_eval_toolbox (Feng, 2018),
+tools/Curve_BenchCode/performCalcu.m, which many SOD and VSOD tables of 2018-2020 used:
+
+* F-measure (`fmeasure="f-of-mean-pr"`): precision and recall are computed per image at 256
+  thresholds, each curve is averaged over all images of the dataset, the F-measure curve
+  (beta^2 = 0.3) is computed from the two averaged curves and max F is its maximum (the
+  `Fmeasure_Curve` and `MaxFmeasure` of performCalcu.m). The other presets average the
+  per-image F-measure curves instead (`"mean-of-f"`), which gives a lower max F.
+* frames every image counted once, MATLAB's imresize bicubic, the MATLAB definitions of S
+  and MAE (the toolbox calls the same StructureMeasure.m as DAVSOD's main.m).
+
 Label binarisation (> 128, main.m:92-94) and min-max normalisation of each map (main.m:111)
 are the same under both definitions. Image datasets have no videos: there `average` and
 `skip_first_last` do not apply and every image counts once.
@@ -40,11 +53,12 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from .matlab import MatlabMetrics
-from .metrics import METRIC_NAMES, SaliencyMetrics
+from .metrics import F_BETA2, METRIC_NAMES, SaliencyMetrics
 
 AVERAGES: tuple[str, ...] = ("frames", "videos")
 RESIZES: tuple[str, ...] = ("bilinear", "bicubic-matlab")
 DEFINITIONS: tuple[str, ...] = ("pysodmetrics", "matlab")
+FMEASURES: tuple[str, ...] = ("mean-of-f", "f-of-mean-pr")
 
 
 @dataclass(frozen=True)
@@ -56,12 +70,14 @@ class Protocol:
     skip_first_last: bool = False
     resize: str = "bilinear"
     definitions: str = "pysodmetrics"
+    fmeasure: str = "mean-of-f"
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
             (self.average, AVERAGES, "average"),
             (self.resize, RESIZES, "resize"),
             (self.definitions, DEFINITIONS, "definitions"),
+            (self.fmeasure, FMEASURES, "fmeasure"),
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
@@ -75,7 +91,7 @@ class Protocol:
         edges = "first/last annotated frame of each video skipped" if self.skip_first_last else "all frames"
         return (
             f"protocol: {self.name} (average over {self.average}; {edges}; resize {self.resize}; "
-            f"definitions {self.definitions})"
+            f"definitions {self.definitions}; F-measure {self.fmeasure})"
         )
 
 
@@ -83,6 +99,9 @@ PROTOCOLS: dict[str, Protocol] = {
     "frames": Protocol("frames"),
     "davsod": Protocol(
         "davsod", average="videos", skip_first_last=True, resize="bicubic-matlab", definitions="matlab"
+    ),
+    "sal-eval-toolbox": Protocol(
+        "sal-eval-toolbox", resize="bicubic-matlab", definitions="matlab", fmeasure="f-of-mean-pr"
     ),
 }
 
@@ -94,6 +113,7 @@ def make_protocol(
     skip_first_last: bool | None = None,
     resize: str | None = None,
     definitions: str | None = None,
+    fmeasure: str | None = None,
 ) -> Protocol:
     """Protocol `name` with the conventions given explicitly overriding its own.
 
@@ -105,7 +125,8 @@ def make_protocol(
     given = {
         k: v
         for k, v in dict(
-            average=average, skip_first_last=skip_first_last, resize=resize, definitions=definitions
+            average=average, skip_first_last=skip_first_last, resize=resize, definitions=definitions,
+            fmeasure=fmeasure,
         ).items()
         if v is not None and getattr(base, k) != v
     }
@@ -168,3 +189,34 @@ def average_videos(results: Sequence[dict], metrics: Sequence[str]) -> dict:
     out["frames"] = int(sum(r["frames"] for r in results))
     out["curves"] = curves
     return out
+
+
+def f_from_mean_pr(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """F-measure (beta^2 = 0.3) at each threshold from averaged precision and recall curves.
+
+    performCalcu.m: `(1 + 0.3) .* Pre .* Recall ./ (0.3 * Pre + Recall)`; where both are 0
+    MATLAB gives NaN, which `max` skips, so F is 0 there.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    recall = np.asarray(recall, dtype=np.float64)
+    denominator = F_BETA2 * precision + recall
+    out = np.zeros_like(denominator)
+    return np.divide((1 + F_BETA2) * precision * recall, denominator, out=out, where=denominator > 0)
+
+
+def apply_fmeasure(protocol: Protocol, results: dict) -> dict:
+    """`results` (scalars and "curves") with max / mean F taken as the protocol says.
+
+    Under "f-of-mean-pr" the F curve becomes the F-measure of the averaged precision and
+    recall curves, and max / mean F its maximum / mean; under "mean-of-f" nothing changes.
+    """
+    curves = results.get("curves") or {}
+    if protocol.fmeasure != "f-of-mean-pr" or "precision" not in curves:
+        return results
+    f_curve = f_from_mean_pr(curves["precision"], curves["recall"])
+    results["curves"] = {**curves, "F": f_curve}
+    if "maxF" in results:
+        results["maxF"] = float(f_curve.max())
+    if "meanF" in results:
+        results["meanF"] = float(f_curve.mean())
+    return results

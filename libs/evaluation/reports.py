@@ -1,4 +1,4 @@
-"""Rendering evaluation results: Markdown tables, JSON, CSV and precision-recall plots.
+"""Writing evaluation results: JSON, CSV and precision-recall plots (tables: `tables`).
 
 Files are written atomically (`libs.runtime.files.write_atomic`): a failed write (full disk,
 read-only folder) is one `EvaluationError` naming the flag, the file and the reason, and
@@ -18,18 +18,11 @@ import numpy as np
 from libs.runtime.files import FileWriteError, write_atomic
 
 from .errors import EvaluationError
-from .metrics import METRIC_NAMES, PAPER_METRICS
-from .protocol import Protocol
+from .metrics import METRIC_NAMES
+from .tables import TABLE_METRICS, table_rows
 
-# Scalars in tables: the paper's metrics first, then the rest.
-TABLE_METRICS: tuple[str, ...] = PAPER_METRICS + tuple(m for m in METRIC_NAMES if m not in PAPER_METRICS)
 # Keys of one dataset's entry in the JSON output.
 JSON_KEYS: tuple[str, ...] = METRIC_NAMES + ("frames",)
-_HEADERS = {
-    "maxF": "max F", "S": "S", "MAE": "MAE", "meanF": "mean F", "adpF": "adp F",
-    "maxE": "max E", "meanE": "mean E", "adpE": "adp E", "wF": "wF",
-}
-
 
 
 def method_names(results_dirs: Sequence[str | Path]) -> list[str]:
@@ -51,45 +44,6 @@ def dataset_keys(pairs: Sequence[tuple[str, str]]) -> list[str]:
     return [name if names[name] == 1 else f"{name}/{split}" for name, split in pairs]
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _rows(table: dict[str, dict[str, dict]], per_video: bool) -> list[tuple[str, str, str, str, dict]]:
-    """(dataset, split, method, video, scores) rows: datasets in order, then methods, then videos."""
-    keys = list(dict.fromkeys(k for by_dataset in table.values() for k in by_dataset))
-    rows = []
-    for key in keys:
-        for method, by_dataset in table.items():
-            if key not in by_dataset:
-                continue
-            result = by_dataset[key]
-            name, split = result["dataset"], result["split"]
-            rows.append((name, split, method, "", result))
-            if per_video:
-                rows += [(name, split, method, video, s) for video, s in result["videos"].items()]
-    return rows
-
-
-def markdown_table(table: dict[str, dict[str, dict]], per_video: bool = False, caption: bool = False) -> str:
-    """A Markdown table of `{method: {dataset key: result}}`, the paper's metrics first.
-
-    With `caption`, a line after the table names the protocol(s) of the results.
-    """
-    metrics = [m for m in TABLE_METRICS if any(m in r for d in table.values() for r in d.values())]
-    header = ["dataset", "split", "method"] + (["video"] if per_video else []) + ["frames"]
-    header += [_HEADERS[m] for m in metrics]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    for dataset, split, method, video, scores in _rows(table, per_video):
-        cells = [dataset, split, method] + ([video or "(all)"] if per_video else []) + [str(scores["frames"])]
-        cells += [_fmt(scores.get(m)) for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    if caption:
-        protocols = {Protocol(**r["protocol"]) for d in table.values() for r in d.values() if "protocol" in r}
-        lines += ["", *sorted(p.caption() for p in protocols)]
-    return "\n".join(lines)
-
-
 def _write(path: str | Path, flag: str, data: bytes | None = None, figure: object = None) -> Path:
     """Write `data` (or save the matplotlib `figure` as PNG) to `path` atomically."""
     path = Path(path)
@@ -108,13 +62,15 @@ def _write(path: str | Path, flag: str, data: bytes | None = None, figure: objec
 
 
 def write_json(table: dict[str, dict[str, dict]], path: str | Path, per_video: bool = False) -> Path:
-    """Write `{method: {dataset key: {metric: value, ..., "frames": n, "protocol": {...}}}}`
-    (plus "videos" if per_video); "protocol" names the conventions behind the numbers."""
+    """Write `{method: {dataset key: {"dataset", "split", metric: value, ..., "frames": n,
+    "protocol": {...}}}}` (plus "videos" if per_video); "protocol" names the conventions
+    behind the numbers. `merge.read_results` reads it back."""
     out: dict = {}
     for method, by_dataset in table.items():
         out[method] = {}
         for key, result in by_dataset.items():
-            entry = {k: result[k] for k in JSON_KEYS if k in result}
+            entry = {"dataset": result["dataset"], "split": result["split"]}
+            entry.update({k: result[k] for k in JSON_KEYS if k in result})
             if "protocol" in result:
                 entry["protocol"] = result["protocol"]
             if per_video:
@@ -130,7 +86,7 @@ def write_csv(table: dict[str, dict[str, dict]], path: str | Path, per_video: bo
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(columns)
-    for dataset, split, method, video, scores in _rows(table, per_video):
+    for _, dataset, split, method, video, scores in table_rows(table, per_video):
         values = ["" if scores.get(m) is None else scores[m] for m in TABLE_METRICS]
         writer.writerow([dataset, split, method, video, scores["frames"], *values])
     return _write(path, "--csv", text.getvalue().encode())

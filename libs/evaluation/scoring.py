@@ -26,7 +26,7 @@ from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
 from .errors import EvaluationError
 from .metrics import METRIC_NAMES, SaliencyMetrics
 from .pairing import EXAMPLES, Pairing, pair_results
-from .protocol import PROTOCOLS, Protocol, average_videos, make_metrics, select_frames
+from .protocol import PROTOCOLS, Protocol, apply_fmeasure, average_videos, make_metrics, select_frames
 from .reading import read_ground_truth, read_prediction
 
 # What `evaluate_pairing` counts; see `describe_counts` for the meaning of each.
@@ -84,11 +84,11 @@ def _evaluate_chunk(task: _Task) -> _Outcome:
     return _Outcome(task.video, metrics, counts, examples, len(task.frames))
 
 
-def _scalars(metrics: SaliencyMetrics) -> dict:
+def _scalars(metrics: SaliencyMetrics, protocol: Protocol) -> dict:
     """The scalars and frame count of an accumulator; None for every metric if it has no frames."""
     if len(metrics) == 0:
         return {**{m: None for m in metrics.metrics}, "frames": 0}
-    results = metrics.get_results()
+    results = apply_fmeasure(protocol, metrics.get_results())
     results.pop("curves")
     return results
 
@@ -165,13 +165,14 @@ def evaluate_pairing(
                     kept = examples.setdefault(case, [])
                     kept += keys[: EXAMPLES - len(kept)]
                 bar.update(outcome.frames)
-    result = _scalars(overall)
-    curves = overall.get_results()["curves"] if len(overall) else {}
+    result = apply_fmeasure(protocol, overall.get_results()) if len(overall) else _scalars(overall, protocol)
+    curves = result.pop("curves", {})
     empty = [v for v, m in videos.items() if len(m) == 0]
     counts["empty_videos"] = len(empty)
     examples["empty_videos"] = empty[:EXAMPLES]
     if by_videos and len(overall):
         averaged = average_videos([m.get_results() for m in videos.values() if len(m)], names)
+        averaged = apply_fmeasure(protocol, averaged)
         curves = averaged.pop("curves")
         result = averaged
     result.update(
@@ -183,7 +184,7 @@ def evaluate_pairing(
         counts={k: counts[k] for k in COUNT_KEYS},
         examples={k: v for k, v in examples.items() if v},
         curves=curves,
-        videos={v: _scalars(m) for v, m in videos.items()} if per_video else {},
+        videos={v: _scalars(m, protocol) for v, m in videos.items()} if per_video else {},
     )
     return result
 
