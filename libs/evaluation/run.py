@@ -109,13 +109,10 @@ def _plot(table: dict[str, dict[str, dict]], folder: str) -> None:
 
 def run_evaluation(run: EvaluationRun) -> int:
     """Score (or merge) and report as `run` says; returns the exit status (0)."""
-    if run.merge:
-        if run.plot:
-            raise EvaluationError("--plot needs the curves of a scoring run; JSON files (--merge) hold none")
-        table = read_results(run.merge)
-    else:
-        table = _score(run)
+    if run.merge and run.plot:
+        raise EvaluationError("--plot needs the curves of a scoring run; JSON files (--merge) hold none")
     published = load_published(run.compare_published) if run.compare_published else None
+    table = read_results(run.merge) if run.merge else _score(run)
     print(format_table(table, run.table_format, per_video=run.per_video, caption=True))
     if published is not None:
         print()
