@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from scipy.io import savemat
 
 from libs.datasets import prepare
-from libs.datasets.config import DEFAULT_CONFIG, load_dataset_config
+from libs.datasets.config import DEFAULT_CONFIG, DatasetConfigError, load_dataset_config
 from tests.conftest import assert_one_line_error
 
 H, W = 12, 16
@@ -124,7 +125,7 @@ def test_visal_and_fbms(tmp_path: Path):
         _img(visal / video / "Imgs" / "001.jpg")
         _mask(visal / video / "ground-truth" / "001.png", slice(0, 2))
     data = tmp_path / "data"
-    assert prepare.prepare("ViSal", visal, data) == ["linked 2 ViSal video(s)"]
+    assert prepare.prepare("ViSal", visal, data) == ["linked 2 ViSal video(s) (DAVSOD benchmark layout)"]
     lines, ok = prepare.check("ViSal", data)
     assert not ok and "| test | 2 | 2 | 2 | 2 | 17 | - | - | NO |" in lines
 
@@ -144,6 +145,64 @@ def test_visal_and_fbms(tmp_path: Path):
         "bear01_02.jpg",
         "bear01_03.jpg",
     ]
+
+
+def test_visal_in_its_authors_layout(tmp_path: Path):
+    """Frames named unlike their folders, .bmp and .png mixed, masks in one flat GroundTruth/."""
+    visal = tmp_path / "ViSal"
+    frames = {
+        "cow": [f"cow4_frame{i:04d}.bmp" for i in (1, 2, 3)],
+        "gokart": ["gokart56.png", "gokart57.bmp"],
+    }
+    for video, names in frames.items():
+        for name in names:
+            _img(visal / video / name)
+    _mask(visal / "GroundTruth" / "cow4_frame0001.bmp", slice(0, 3))
+    _mask(visal / "GroundTruth" / "cow4_frame0003.png", slice(2, 5))
+    _mask(visal / "GroundTruth" / "gokart57.bmp", slice(4, 6), value=1)
+    data = tmp_path / "data"
+    assert prepare.prepare("ViSal", visal, data) == [
+        "ViSal from its authors' layout: 2 video(s), 5 frame(s), 3 labelled frame(s)"
+    ]
+    out = data / "ViSal"
+    assert sorted(p.name for p in (out / "cow" / "Imgs").iterdir()) == [
+        "cow4_frame0001.jpg",
+        "cow4_frame0002.jpg",
+        "cow4_frame0003.jpg",
+    ]
+    assert sorted(p.name for p in (out / "gokart" / "ground-truth").iterdir()) == ["gokart57.png"]
+    mask = np.asarray(Image.open(out / "gokart" / "ground-truth" / "gokart57.png"))
+    assert set(np.unique(mask)) == {0, 255} and mask[4:6].all() and not mask[:4].any()
+    with Image.open(out / "gokart" / "Imgs" / "gokart56.jpg") as frame:
+        assert frame.format == "JPEG" and frame.size == (W, H)
+    lines, ok = prepare.check("ViSal", data)
+    assert not ok
+    assert (
+        "| test | 2 | 2 | 5 | 3 | 17 | - | - | NO |" in lines
+        and "| * | 2 | 2 | 5 | 3 | 17 | - | 193 | NO |" in lines
+    )
+    spec = load_dataset_config(DEFAULT_CONFIG)["ViSal"]
+    assert spec.videos("test", data) == ["cow", "gokart"]
+
+    # A mask for no frame, and a frame name in two videos, are errors naming the file.
+    _mask(visal / "GroundTruth" / "horse01.png", slice(0, 2))
+    with pytest.raises(prepare.PrepareError, match=r"horse01\.png: expected a frame named horse01"):
+        prepare.prepare("ViSal", visal, tmp_path / "d2")
+    (visal / "GroundTruth" / "horse01.png").unlink()
+    _img(visal / "gokart" / "cow4_frame0002.png")
+    with pytest.raises(prepare.PrepareError, match="also in .*cow; expected frame names unique"):
+        prepare.prepare("ViSal", visal, tmp_path / "d3")
+
+
+def test_published_counts_are_data(tmp_path: Path):
+    counts = prepare.load_counts()
+    assert counts["ViSal"].videos == {"test": 17, "*": 17} and counts["ViSal"].annotated == {"*": 193}
+    assert counts["DAVIS2016"].annotated["val"] == 1376 and "Perazzi" in counts["DAVIS2016"].source
+    assert set(counts) == set(prepare.PREPARERS)
+    bad = tmp_path / "counts.yaml"
+    bad.write_text("ViSal:\n  source: x\n  videos: {test: many}\n")
+    with pytest.raises(DatasetConfigError, match=r"ViSal.videos: expected \{split: count\}"):
+        prepare.load_counts(bad)
 
 
 def test_errors_are_one_line_with_status_2(tmp_path: Path, capsys):
