@@ -173,7 +173,7 @@ def test_evaluate_cli_davsod_on_resized_maps(root: Path, tmp_path: Path, capsys)
     captured = capsys.readouterr()
     assert captured.out.strip().splitlines()[-1] == (
         "protocol: davsod (average over videos; first/last annotated frame of each video skipped; "
-        "resize bicubic-matlab; definitions matlab)"
+        "resize bicubic-matlab; definitions matlab; F-measure mean-of-f)"
     )
     assert "123 map(s) sized unlike their ground truth: resized bicubic as MATLAB's imresize" in captured.err
     assert "6 first/last annotated frame(s) of the videos left out" in captured.err
