@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  python evaluate.py --dataset DAVIS2016 --split val --dataset FBMS --split test \\\n"
             "      --results-folder runs/rcrnet/results runs/baseline/results \\\n"
             "      --json scores.json --plot plots --compare-published\n"
-            "  python evaluate.py --labels DAVIS/Annotations/480p --results-folder maps --protocol davsod\n"
+            "  python evaluate.py --labels DAVIS/Annotations/480p --results-folder maps \\\n"
+            "      --protocol davsod --dataset DAVIS2016 --split val --compare-published\n"
             "  python evaluate.py --merge davis.json fbms.json --format latex\n\n"
             "edge cases: a frame without a map is an error (--allow-missing skips it); files that\n"
             "match no frame are ignored; a map sized unlike its label is resized; colour, palette\n"
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--labels", metavar="DIR",
         help="score against the label images in DIR (flat or <video>/ folders) instead of a dataset split; "
-        "no dataset config needed",
+        "no dataset config needed (--dataset/--split then only name the rows, e.g. to --compare-published)",
     )
     where.add_argument(
         "--merge", nargs="+", metavar="JSON",
@@ -182,9 +183,11 @@ def _check_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     if not args.results:
         parser.error("--results-folder DIR is required (or --merge JSON ...)")
     if args.labels is not None:
-        if args.dataset or args.split:
-            parser.error("--labels scores a folder directly; it takes no --dataset/--split")
-        return []
+        if not args.dataset and not args.split:
+            return []
+        if len(args.dataset or []) != 1 or len(args.split or []) > 1:
+            parser.error("with --labels, --dataset NAME [--split NAME] only names the labels (once)")
+        return [(args.dataset[0], (args.split or [""])[0])]
     if not args.dataset or not args.split:
         parser.error("give --dataset NAME and --split NAME (or --labels DIR, or --merge JSON ...)")
     try:

@@ -95,14 +95,14 @@ def test_folders_missing_and_ambiguous_maps(folders, capsys):
             "--labels",
             str(folders["labels"]),
             "--dataset",
-            "DAVIS2016",
-            "--split",
-            "val",
+            "A",
+            "--dataset",
+            "B",
             "--results",
             str(folders["good"]),
         ],
         capsys,
-        "takes no --dataset/--split",
+        "only names the labels (once)",
     )
     assert_one_line_error(
         evaluate.main,
@@ -253,3 +253,12 @@ def test_compare_published_beside_the_users_scores(folders, tmp_path, capsys):
         capsys,
         "scores.labels/.maxF: expected one of",
     )
+
+
+def test_labels_named_as_a_dataset_split_meet_the_published_scores(folders, capsys):
+    args = ["--labels", str(folders["labels"]), "--results", str(folders["good"]), "--dataset", "DAVIS2016"]
+    code, out, _ = _main(capsys, *args, "--split", "val", "--compare-published")
+    assert code == 0 and out.startswith("| dataset | split | method |")
+    assert "| DAVIS2016 | val | good | 6 |" in out
+    assert "| DAVIS2016/val | good | frames | RCRNet (release) (unstated) | max F |" in out
+    assert "| DAVIS2016/val | good | frames | RCRNet (FSNet, DAVSOD toolbox) (davsod) | max E |" in out

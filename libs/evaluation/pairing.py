@@ -154,7 +154,14 @@ def _refuse_missing(pairing: Pairing, folder: Path, layout: str, allow_missing: 
         )
 
 
-def pair_folders(maps_dir: str | Path, labels_dir: str | Path, *, allow_missing: bool = False) -> Pairing:
+def pair_folders(
+    maps_dir: str | Path,
+    labels_dir: str | Path,
+    *,
+    allow_missing: bool = False,
+    dataset: str | None = None,
+    split: str = "",
+) -> Pairing:
     """Match every label under `labels_dir` with a map under `maps_dir`, no dataset config needed.
 
     Labels are image files (LABEL_EXTS), flat (`<labels>/<frame>.png`: an image dataset) or
@@ -162,7 +169,8 @@ def pair_folders(maps_dir: str | Path, labels_dir: str | Path, *, allow_missing:
     the first folder). A label's map is the file at the same relative path under `maps_dir`,
     any of PREDICTION_EXTS; failing that, the one map with the label's file name anywhere
     under `maps_dir` (so flat maps pair with per-video labels and the other way round).
-    Missing and extra maps are handled as in `pair_results`.
+    Missing and extra maps are handled as in `pair_results`. The result names the dataset
+    `dataset` (default: the labels folder's name) and the split `split`.
     """
     maps_dir, labels_dir = Path(maps_dir), Path(labels_dir)
     for folder, flag in ((maps_dir, "--results-folder"), (labels_dir, "--labels")):
@@ -198,8 +206,8 @@ def pair_folders(maps_dir: str | Path, labels_dir: str | Path, *, allow_missing:
     unused = [p for p in files if p not in used]
     pairing = Pairing(
         results_dir=maps_dir,
-        dataset=labels_dir.name,
-        split="",
+        dataset=dataset or labels_dir.name,
+        split=split,
         is_video=is_video,
         frames=frames,
         predictions=predictions,

@@ -56,8 +56,11 @@ def _plan(run: EvaluationRun) -> list[tuple[str, str, Pairing]]:
     """(dataset key, method, pairing) for every method and dataset, every input checked."""
     names = method_names(run.results)
     if run.labels is not None:
+        dataset, split = run.pairs[0] if run.pairs else (Path(run.labels).name, "")
+        key = f"{dataset}/{split}" if split else dataset
         return [
-            (Path(run.labels).name, name, pair_folders(folder, run.labels, allow_missing=run.allow_missing))
+            (key, name, pair_folders(folder, run.labels, allow_missing=run.allow_missing, dataset=dataset,
+                                     split=split))
             for name, folder in zip(names, run.results)
         ]
     config = load_dataset_config(run.dataset_config)
