@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  python evaluate.py --dataset DAVIS2016 --split val --dataset FBMS --split test \\\n"
             "      --results-folder runs/rcrnet/results runs/baseline/results \\\n"
             "      --json scores.json --plot plots --compare-published\n"
-            "  python evaluate.py --labels ViSal/GroundTruth --results-folder my_maps --protocol davsod\n"
+            "  python evaluate.py --labels ViSal/GroundTruth --results-folder my_maps\n"
             "  python evaluate.py --merge davis.json fbms.json --format latex\n\n"
             "edge cases: a frame without a map is an error (--allow-missing skips it); files that\n"
             "match no frame are ignored; a map sized unlike its label is resized; colour, palette\n"
