@@ -374,3 +374,25 @@ def test_results_folder_and_workers_spellings(tree, capsys):
     help_text = evaluate.build_parser().format_help()
     assert "--results-folder DIR [DIR ...], --results DIR [DIR ...]" in help_text
     assert "[an integer >= 1]" in help_text
+
+
+def test_results_folder_with_symlinks_to_its_parents_is_walked_once(tree):
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("the walk did not end: a symlink loop was followed")
+
+    vid = tree["results"] / "good" / "Vid"
+    (vid / "up").symlink_to("..", target_is_directory=True)
+    (vid / "up2").symlink_to("..", target_is_directory=True)
+    (vid / "a" / "back").symlink_to("../..", target_is_directory=True)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        result = _evaluate(tree)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    _assert_equal(result, _direct(_pairs(tree, "good")))
+    # Through up/: good/Img's 3 maps once; video c's 2 maps of Vid as before; nothing twice.
+    assert result["counts"]["extra"] == 2 + 3

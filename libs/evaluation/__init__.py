@@ -3,8 +3,8 @@ ground truth, reading images, parallel scoring, tables, reports and published sc
 evaluate.py, inference.py --evaluate and the training loop's validation.
 
 The names below load their module when first used: inference imports this package's 8-bit
-rule (`maps`) at every start, and PySODMetrics, which imports scikit-learn, would add about a
-second to each start of inference.py that scores nothing.
+rule (`maps`) at every start, and PySODMetrics imports scikit-learn, which a run of
+inference.py that scores nothing should not wait for.
 """
 from __future__ import annotations
 
