@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from libs.cli import ArgumentParser, HelpFormatter, positive_int, run_cli
-from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA, get_spec, load_dataset_config
 from libs.datasets.splits import pair_dataset_splits
 from libs.evaluation import (
     dataset_keys,
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--data", default="data/datasets", metavar="DIR",
+        "--data", default=DEFAULT_DATA, metavar="DIR",
         help="dataset root holding <DIR>/<dataset>/... (default: %(default)s)",
     )
     parser.add_argument(

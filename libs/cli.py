@@ -10,9 +10,11 @@
   `-j`/`--num-workers` always counts worker processes (DataLoader workers; evaluate.py's
   scoring processes). `--help` shows every flag's choices or range (`libs.runtime.arguments`).
 - `train_config_from_args`, `recipe_options_from_args`: the objects those flags describe.
-- `run_cli(main, prog)`: runs a script's main function, reporting user errors (bad values,
-  missing, unfit or unwritable files: `USER_ERRORS`) as one `prog: error: ...` line on stderr
-  with exit status 2, Ctrl-C with status 130, and leaving the torchrun process group in any case.
+- `run_cli(main, prog)`: runs a script's main function with `libs.runtime.arguments.run_command`
+  (user errors, `USER_ERRORS`: bad values, missing, unfit or unwritable files, as one
+  `prog: error: ...` line on stderr with exit status 2; Ctrl-C with status 130), leaving the
+  torchrun process group in any case.
+- `exit_process(status)`: ends a script without the interpreter's teardown.
 """
 from __future__ import annotations
 
@@ -25,18 +27,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA, PROJECT_ROOT
 from libs.networks.flow import FLOW_CHOICES
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
+from libs.runtime import arguments
 from libs.runtime.allocator import MEMORY_CHOICES
 from libs.runtime.arguments import (  # noqa: F401  (re-exported: the scripts import them from here)
     ArgumentParser,
     HelpFormatter,
     allowed,
+    int_at_least,
     non_negative_int,
     positive_float,
     positive_int,
+    run_command,
 )
-from libs.runtime.errors import UserError, one_line
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import teardown_runtime
 
@@ -45,7 +50,7 @@ if TYPE_CHECKING:  # imported where used: inference.py starts without the traini
     from libs.engine.trainer import TrainConfig
 
 # Exceptions that mean "the input or the environment is wrong", not "the code is wrong".
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (*arguments.USER_ERRORS, FlowNetCheckpointError)
 
 
 @allowed("8 or 16")
@@ -57,25 +62,18 @@ def output_stride(text: str) -> int:
     return value
 
 
-@allowed(f"an integer >= {MIN_FRAME_SIZE}")
-def frame_size(text: str) -> int:
-    """argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)."""
-    value = int(text)
-    if value < MIN_FRAME_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_FRAME_SIZE}, got {value}: "
-                                         f"{WHY_MIN_FRAME_SIZE}")
-    return value
-
-
+# argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)
+frame_size = int_at_least(MIN_FRAME_SIZE, "frame_size", WHY_MIN_FRAME_SIZE)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, workers: int = 1) -> argparse._ArgumentGroup:
     """--data, --dataset-config, -j/--num-workers (release names and defaults)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--data", type=str, default="data/datasets/",
-                       help="folder holding the <dataset>/ folders")
-    group.add_argument("--dataset-config", default="config/datasets.yaml",
-                       help="dataset config file (layouts and splits)")
+    group.add_argument("--data", type=str, default=DEFAULT_DATA, metavar="DIR",
+                       help="folder holding the <dataset>/ folders, relative to the working directory")
+    group.add_argument("--dataset-config", default=str(DEFAULT_CONFIG), metavar="PATH",
+                       help="dataset config file: layouts and splits (default: "
+                            f"{DEFAULT_CONFIG.relative_to(PROJECT_ROOT)} of this checkout)")
     group.add_argument("-j", "--num-workers", "--num_workers", dest="num_workers", default=workers,
                        type=non_negative_int, metavar="N",
                        help="DataLoader worker processes (0: load in the main process)")
@@ -225,27 +223,23 @@ def recipe_options_from_args(args: argparse.Namespace, **overrides: Any) -> Reci
 
 
 def run_cli(main: Callable[[], int | None], prog: str) -> int:
-    """Run `main()`, turning user errors into one stderr line; returns the exit status."""
+    """Run `main()`, turning user errors into one stderr line (`run_command`); returns the exit
+    status. The training runtime (the torchrun process group) is torn down in any case."""
     try:
-        status = main()
-    except USER_ERRORS as exc:
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return run_command(main, prog, USER_ERRORS)
     finally:
         teardown_runtime()
-    return int(status or 0)
 
 
 def exit_process(status: int) -> NoReturn:
-    """End the process with `status`, skipping the interpreter's teardown: finalising torch's
-    modules (and torchvision's, which inference imported then) and freeing what the run
-    allocated took 1.4-1.7 s after `inference.py` on the AMD EPYC, a tenth of its run. By then
-    every output is written and closed (atomically, the PNG writer pool joined, the DataLoader
-    workers shut down, the runtime torn down by `run_cli`); log handlers and stdout/stderr are
-    flushed here."""
+    """End the process with `status`, skipping the interpreter's teardown.
+
+    Finalising torch's and torchvision's modules and freeing everything the run allocated
+    is a noticeable share of a short run, and nothing in it is needed: by then every output
+    is written and closed (atomically, the PNG writer pool joined, the DataLoader workers
+    shut down, the runtime torn down by `run_cli`). Log handlers and stdout/stderr are
+    flushed here.
+    """
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

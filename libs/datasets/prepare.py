@@ -46,7 +46,14 @@ from typing import NoReturn
 import numpy as np
 from PIL import Image
 
-from .config import DEFAULT_CONFIG, DatasetConfigError, DatasetSpec, get_spec, load_dataset_config
+from .config import (
+    DEFAULT_CONFIG,
+    DEFAULT_DATA,
+    DatasetConfigError,
+    DatasetSpec,
+    get_spec,
+    load_dataset_config,
+)
 from .reading import open_image
 
 PROG = "python -m libs.datasets.prepare"
@@ -528,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("name", choices=list(PREPARERS), help="dataset, as named in the config")
     parser.add_argument("--source", metavar="DOWNLOAD", help="the unpacked official download")
     parser.add_argument(
-        "--data", default="data/datasets", metavar="DIR", help="dataset root (default: %(default)s)"
+        "--data", default=DEFAULT_DATA, metavar="DIR", help="dataset root (default: %(default)s)"
     )
     parser.add_argument("--copy", action="store_true", help="copy files instead of symlinking them")
     parser.add_argument("--check", action="store_true", help="count videos, frames and labels per split")
