@@ -50,7 +50,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if description and description not in text and not action.choices:
             text = f"{text} [{description}]"
         already_said = "%(default)" in text or "(default" in text
-        if action.default in (None, False, "", argparse.SUPPRESS) or already_said:
+        # identity, not equality: a default of 0 is shown, the False of a store_true flag is not
+        default = action.default
+        unset = default is None or default is False or default is argparse.SUPPRESS or default == ""
+        if unset or already_said:
             return text
         return text + super()._get_help_string(action)[len(action.help or ""):]  # the default's note
 
