@@ -67,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "nothing downloaded) and print a results table; ignores the data, model and "
                              "training flags")
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default=None,
+    data.add_argument("--checkpoint", default=None, metavar="FILE",
                       help="initial weights. video: an ImageModel file (default "
                            "models/image_pretrained_model.pth) or a VideoModel file; image: torchvision's "
                            "resnet50 .pth or an ImageModel file (default: download torchvision's ImageNet "
                            "weights); 'none': fresh initialisation")
-    data.add_argument("--pseudo-label-folder", default="",
+    data.add_argument("--pseudo-label-folder", default="", metavar="DIR",
                       help="video stage: read every training label from this folder (written by "
                            "generate_pseudo_labels.py, e.g. data/pseudo-labels/1_5)")
     data.add_argument("--clip-augment", action="store_true",

@@ -53,7 +53,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default="models/image_pretrained_model.pth",
+    data.add_argument("--checkpoint", default="models/image_pretrained_model.pth", metavar="FILE",
                       help="initial weights: an ImageModel file (the release's start), an FGPLG file "
                            "(required with --start-epoch > 0), or 'none' for a fresh backbone")
     add_label_arguments(data)

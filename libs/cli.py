@@ -84,11 +84,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, clip_len: int = 4,
                         clip_lengths: tuple[int, ...] | None = None) -> argparse._ArgumentGroup:
     """--size, --os, --clip-len (release names and defaults); `clip_lengths` restricts --clip-len."""
     group = parser.add_argument_group("model")
-    group.add_argument("--size", default=448, type=frame_size,
+    group.add_argument("--size", default=448, type=frame_size, metavar="N",
                        help="frames are resized to size x size pixels")
-    group.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
+    group.add_argument("--os", default=16, type=output_stride,
+                       help="output stride of the backbone (8 or 16)")
     group.add_argument("--clip-len", "--clip_len", dest="clip_len", type=positive_int, default=clip_len,
-                       choices=clip_lengths, help="the number of frames in a video clip")
+                       choices=clip_lengths, metavar=None if clip_lengths else "N",
+                       help="the number of frames in a video clip" + (
+                           f" ({' or '.join(map(str, clip_lengths))} only)" if clip_lengths else ""))
     return group
 
 
@@ -103,15 +106,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
     """
     notes = {k: f" {v}" for k, v in (default_notes or {}).items()}
     group = parser.add_argument_group("training")
-    group.add_argument("--save-folder", default=save_folder,
+    group.add_argument("--save-folder", default=save_folder, metavar="DIR",
                        help="where checkpoints, the resume file and the CSV log are written")
-    group.add_argument("--batch-size", default=batch_size, type=positive_int,
+    group.add_argument("--batch-size", default=batch_size, type=positive_int, metavar="N",
                        help="items (frames or clips) per batch and per process" + notes.get("batch_size", ""))
-    group.add_argument("--backup-epochs", type=positive_int, default=1,
+    group.add_argument("--backup-epochs", type=positive_int, default=1, metavar="N",
                        help="write <prefix>_epoch-N.pth every this many epochs")
-    group.add_argument("--epochs", type=non_negative_int, default=epochs,
+    group.add_argument("--epochs", type=non_negative_int, default=epochs, metavar="N",
                        help="the last epoch to train (epochs are numbered from 1)" + notes.get("epochs", ""))
-    group.add_argument("--start-epoch", type=non_negative_int, default=0,
+    group.add_argument("--start-epoch", type=non_negative_int, default=0, metavar="N",
                        help="epochs already done: train from epoch start+1, and load --checkpoint as a "
                             "whole model of this recipe when > 0 (the release's restore)")
     group.add_argument("--eval-first", default=False, action="store_true",
@@ -131,10 +134,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
 def add_label_arguments(group: argparse._ArgumentGroup, between: bool = False) -> None:
     """--label-interval (and, with `between`, --frame-between-label-num): the release's FGPLG flags."""
     group.add_argument("--label-interval", "--label_interval", dest="label_interval", default=5,
-                       type=positive_int, help="keep every l-th ground-truth label")
+                       type=positive_int, metavar="L", help="keep every l-th ground-truth label")
     if between:
         group.add_argument("--frame-between-label-num", "--frame_between_label_num",
-                           dest="frame_between_label_num", default=1, type=non_negative_int,
+                           dest="frame_between_label_num", default=1, type=non_negative_int, metavar="M",
                            help="the number of pseudo-labels generated between two kept labels (m)")
 
 
@@ -147,11 +150,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
                            "an FGPLG checkpoint must be run with the one it was trained with")
     flow.add_argument("--force-flow", action="store_true",
                       help="load an FGPLG --checkpoint trained with the other flow estimator anyway")
-    flow.add_argument("--flownet-checkpoint", default=flownet_checkpoint, help=flownet_help)
+    flow.add_argument("--flownet-checkpoint", default=flownet_checkpoint, metavar="FILE", help=flownet_help)
     flow.add_argument("--fp16", action="store_true",
                       help="run FlowNet2 in half precision (fp16 on CUDA, bf16 on CPU; its correlation, "
                            "warping and channel norm stay in float32)")
-    flow.add_argument("--rgb-max", "--rgb_max", dest="rgb_max", type=positive_float, default=1.0,
+    flow.add_argument("--rgb-max", "--rgb_max", dest="rgb_max", type=positive_float, default=1.0, metavar="X",
                       help="FlowNet2 divides its [0, 1] frames by this")
     return flow
 
@@ -159,7 +162,7 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
 def add_memory_argument(group: argparse._ArgumentGroup) -> None:
     """--memory: whether freed memory stays in the process (`libs.runtime.allocator`)."""
     group.add_argument("--memory", default="auto", choices=MEMORY_CHOICES,
-                       help="auto (the default: on the CPU, keep freed memory for the next pass where that "
+                       help="auto (on the CPU, keep freed memory for the next pass where that "
                             "measures faster here than glibc's malloc as it is, timed on the first batch "
                             "and cached in ~/.cache/rcrnet/), glibc (malloc as it is) or kept (no page "
                             "faults after the first pass; the resident set stays at the run's peak); "
@@ -168,8 +171,9 @@ def add_memory_argument(group: argparse._ArgumentGroup) -> None:
 
 def add_runtime_arguments(parser: argparse.ArgumentParser,
                           precision_choices: tuple[str, ...] = PRECISION_CHOICES,
-                          precision_help: str | None = None) -> argparse._ArgumentGroup:
-    """--device, --precision, --memory, --seed."""
+                          precision_help: str | None = None,
+                          resumable: bool = True) -> argparse._ArgumentGroup:
+    """--device, --precision, --memory, --seed (`resumable`: the run keeps its seed in a resume file)."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto",
                        help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
@@ -181,9 +185,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser,
                            "~/.cache/rcrnet/; fp32 unless another is clearly faster), fp32 (the release's "
                            "float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
     add_memory_argument(group)
-    group.add_argument("--seed", type=int, default=None,
+    group.add_argument("--seed", type=int, default=None, metavar="N",
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
-                            "(default: a random seed, printed and kept in the resume file)")
+                            "(default: a random seed, printed" + (
+                                " and kept in the resume file)" if resumable else ")"))
     return group
 
 

@@ -505,16 +505,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder to write: new, empty, or one this command wrote (then only its "
                              "datasets, datasets.yaml and marker are replaced; other files stay)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    parser.add_argument("--height", type=frame_side, default=defaults.height, help="frame height in pixels")
-    parser.add_argument("--width", type=frame_side, default=defaults.width, help="frame width in pixels")
-    parser.add_argument("--videos", type=positive_int, default=defaults.videos,
+    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N", help="random seed")
+    for side in ("height", "width"):
+        parser.add_argument(f"--{side}", type=frame_side, default=getattr(defaults, side), metavar="PIXELS",
+                            help=f"frame {side} in pixels")
+    parser.add_argument("--videos", type=positive_int, default=defaults.videos, metavar="N",
                         help="videos per training split; evaluation splits get half")
-    parser.add_argument("--frames", type=positive_int, default=defaults.frames,
+    parser.add_argument("--frames", type=positive_int, default=defaults.frames, metavar="N",
                         help="frames per DAVIS2016/FBMS video, +-25%%")
-    parser.add_argument("--vos-frames", type=positive_int, default=defaults.vos_frames,
+    parser.add_argument("--vos-frames", type=positive_int, default=defaults.vos_frames, metavar="N",
                         help="frames per VOS video, +-25%%, labelled every 15th")
-    parser.add_argument("--images", type=positive_int, default=defaults.images,
+    parser.add_argument("--images", type=positive_int, default=defaults.images, metavar="N",
                         help="images per image-dataset train split; val/test get a third")
     args = parser.parse_args(argv)
 

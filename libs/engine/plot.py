@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m libs.engine.plot",
                             description="Plot the curves of a training CSV log.")
     parser.add_argument("log", help="the CSV log (<save-folder>/<prefix>_log.csv)")
-    parser.add_argument("-o", "--out", default=None, help="output PNG (default: the log's name with .png)")
+    parser.add_argument("-o", "--out", default=None, metavar="FILE",
+                        help="output PNG (default: the log's name with .png)")
     args = parser.parse_args(argv)
     return run_command(lambda: print(plot_log(args.log, args.out)), parser.prog)
 

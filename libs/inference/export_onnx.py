@@ -165,16 +165,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: export, then check at the export size and at a second batch and size."""
     parser = ArgumentParser(prog="python -m libs.inference.export_onnx", description=__doc__.split("\n")[0])
     parser.add_argument("output", help="the .onnx file to write (replaced atomically if it exists)")
-    parser.add_argument("--checkpoint", required=True,
+    parser.add_argument("--checkpoint", required=True, metavar="FILE",
                         help="ImageModel or VideoModel weights (.pth or .safetensors)")
     parser.add_argument("--kind", choices=KINDS, default="video", help="which model the checkpoint holds")
-    parser.add_argument("--clip-len", type=positive_int, default=4,
+    parser.add_argument("--clip-len", type=positive_int, default=4, metavar="T",
                         help="frames per clip T (video; fixed in the graph)")
-    parser.add_argument("--size", type=frame_size, default=448,
+    parser.add_argument("--size", type=frame_size, default=448, metavar="N",
                         help="export (trace) size: size x size frames")
     parser.add_argument("--os", dest="output_stride", type=int, choices=(8, 16), default=16,
                         help="output stride of the backbone")
-    parser.add_argument("--check-size", type=frame_size, default=None,
+    parser.add_argument("--check-size", type=frame_size, default=None, metavar="N",
                         help="also check at this size with batch 2 (default: size + 32)")
     args = parser.parse_args(argv)
 

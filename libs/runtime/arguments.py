@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -41,14 +42,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults and allowed ranges and keeps the description's line breaks.
 
     A flag's default is appended as `(default: ...)` unless its help already says what the
-    default is (it mentions "(default"), so that no flag shows its default twice.
+    default is (it mentions "(default"), so that no flag shows its default twice; the range
+    comes before the default. Lines are not broken at hyphens, so that flags and paths
+    (`--results-folder`, `<save-folder>`) stay whole.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         description = getattr(action.type, "allowed", None)
         if description and description not in text and not action.choices:
-            text = f"{text} [{description}]"
+            before, said, after = text.partition(" (default")
+            text = f"{before} [{description}]{said}{after}"
         already_said = "%(default)" in text or "(default" in text
         # identity, not equality: a default of 0 is shown, the False of a store_true flag is not
         default = action.default
@@ -56,6 +60,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if unset or already_said:
             return text
         return text + super()._get_help_string(action)[len(action.help or ""):]  # the default's note
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 class ArgumentParser(argparse.ArgumentParser):
