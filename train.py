@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="train on built-in synthetic data from scratch on the CPU (a few minutes, "
                              "nothing downloaded) and print a results table; ignores the data, model and "
-                             "training flags")
+                             "training flags. A check that the code trains and scores, not a model: it "
+                             "learns small synthetic shapes and gives noise on real video")
     data = add_data_arguments(parser)
     data.add_argument("--checkpoint", default=None, metavar="FILE",
                       help="initial weights. video: an ImageModel file (default "
