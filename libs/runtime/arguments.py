@@ -15,6 +15,7 @@ semi-supervised pipeline) behave as the top-level scripts do:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import textwrap
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows defaults and allowed ranges and keeps the description's line breaks.
 
     A flag's default is appended as `(default: ...)` unless its help already says what the
-    default is (it mentions "(default"), so that no flag shows its default twice; the range
+    default is (it says "(default" or "the default"), so that no flag shows its default twice; the range
     comes before the default. Lines are not broken at hyphens, so that flags and paths
     (`--results-folder`, `<save-folder>`) stay whole.
     """
@@ -53,7 +54,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if description and description not in text and not action.choices:
             before, said, after = text.partition(" (default")
             text = f"{before} [{description}]{said}{after}"
-        already_said = "%(default)" in text or "(default" in text
+        already_said = "%(default)" in text or re.search(r"\(default\b|\bthe default\b", text) is not None
         # identity, not equality: a default of 0 is shown, the False of a store_true flag is not
         default = action.default
         unset = default is None or default is False or default is argparse.SUPPRESS or default == ""
