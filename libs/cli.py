@@ -1,7 +1,9 @@
-"""The command line of all five scripts: one parser class, one spelling per flag, one error style.
+"""The command line of the five scripts (and scripts/): one parser class, one spelling per flag,
+one error style.
 
-- `ArgumentParser` (from `libs.runtime.arguments`): argparse whose usage errors are one line
-  (`prog: error: ... (see --help)`) and whose help shows defaults.
+- `ArgumentParser`, the flag types and `run_command` come from `libs.runtime.arguments`, the
+  bottom layer, where the `python -m` entry points below this module take them from too:
+  usage errors are one line (`prog: error: ... (see --help)`) and `--help` shows defaults.
 - Flag groups shared by the scripts (`add_data_arguments`, `add_model_arguments`,
   `add_training_arguments`, `add_label_arguments`, `add_flow_arguments`,
   `add_runtime_arguments`): the release's flags with the release's defaults. Every multi-word
