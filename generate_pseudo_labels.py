@@ -54,9 +54,10 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default="models/pseudo_label_generator_5.pth", metavar="FILE",
+    data.add_argument("--checkpoint", default=str(PseudoLabelOptions.checkpoint), metavar="FILE",
                       help="the trained FGPLG (the release's file or train_fgplg.py's)")
-    data.add_argument("--pseudo-label-folder", default="data/pseudo-labels", metavar="DIR",
+    data.add_argument("--pseudo-label-folder", default=str(PseudoLabelOptions.pseudo_label_folder),
+                      metavar="DIR",
                       help="where the <m>_<l>/ folder of labels is written")
     add_label_arguments(data, between=True)
     data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT", default=None,
