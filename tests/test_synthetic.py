@@ -1,7 +1,9 @@
 """The synthetic VSOD generator: layout, config, determinism, reuse, CLI errors."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +162,22 @@ def test_cli(tmp_path):
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "refusing to overwrite" in bad.stderr and (tmp_path / "mine" / "keep.txt").read_text() == "mine"
+
+
+def test_a_full_disk_leaves_the_previous_set_and_no_temporary_folder(tmp_path, monkeypatch):
+    out = tmp_path / "synthetic"
+    generate_synthetic(out, seed=1, **SMALL)
+    before = digest(out)
+    calls = []
+
+    def full_disk(array, path):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(synthetic, "_save_image", full_disk)
+    with pytest.raises(DatasetConfigError, match=f"--out {out}: cannot write the synthetic data "
+                                                 f"\\({os.strerror(errno.ENOSPC)}: "):
+        generate_synthetic(out, seed=2, **SMALL)
+    assert digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]

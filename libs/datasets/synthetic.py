@@ -466,11 +466,14 @@ def generate_synthetic(out: str | Path, seed: int = 0, height: int = 72, width: 
             f"--out {out} is a non-empty folder without the {MARKER} marker this generator writes; "
             "refusing to overwrite it (give a new or empty folder)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temporaries(out)
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DatasetConfigError(f"--out {out}: {blocking} is a file, not a folder")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temporaries(out)
+        shutil.rmtree(tmp, ignore_errors=True)
         _write(tmp, params)
         if _complete(out, params):  # written meanwhile by another process
             shutil.rmtree(tmp)
@@ -478,8 +481,11 @@ def generate_synthetic(out: str | Path, seed: int = 0, height: int = 72, width: 
             _move_in(tmp, out)
         else:
             tmp.rename(out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a read-only or full disk, no permission
+            reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+            raise DatasetConfigError(f"--out {out}: cannot write the synthetic data ({reason})") from exc
         raise
     return out / CONFIG_NAME
 
