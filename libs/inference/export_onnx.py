@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def export(model: nn.Module, kind: str, path: str | Path, clip_len: int = 4, siz
     spatial = {0: "batch", first: "height", first + 1: "width"}
     example = torch.zeros(input_shape(kind, 1, clip_len, size, size))
 
-    def write(handle) -> None:
+    def write(handle: BinaryIO) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             # the TorchScript exporter is chosen on purpose (see the module's docstring)
             warnings.simplefilter("ignore", DeprecationWarning)
