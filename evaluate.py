@@ -9,7 +9,7 @@ import os
 import sys
 
 from libs.cli import ArgumentParser, HelpFormatter, positive_int, run_cli
-from libs.datasets.config import DEFAULT_CONFIG
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA
 from libs.datasets.splits import pair_dataset_splits
 from libs.evaluation.protocol import AVERAGES, DEFINITIONS, FMEASURES, PROTOCOLS, RESIZES, make_protocol
 from libs.evaluation.published import DEFAULT_PUBLISHED
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="split of the dataset given at the same position (one --split: used for all)",
     )
     where.add_argument(
-        "--data", default="data/datasets", metavar="DIR", help="dataset root holding <DIR>/<dataset>/...",
+        "--data", default=DEFAULT_DATA, metavar="DIR", help="dataset root holding <DIR>/<dataset>/...",
     )
     where.add_argument(
         "--dataset-config", metavar="PATH",

@@ -54,9 +54,10 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default="models/pseudo_label_generator_5.pth",
+    data.add_argument("--checkpoint", default=str(PseudoLabelOptions.checkpoint), metavar="FILE",
                       help="the trained FGPLG (the release's file or train_fgplg.py's)")
-    data.add_argument("--pseudo-label-folder", default="data/pseudo-labels",
+    data.add_argument("--pseudo-label-folder", default=str(PseudoLabelOptions.pseudo_label_folder),
+                      metavar="DIR",
                       help="where the <m>_<l>/ folder of labels is written")
     add_label_arguments(data, between=True)
     data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT", default=None,
@@ -65,22 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dataset", action="append", metavar="NAME",
                       help="instead of --datasets, as in inference.py and evaluate.py: a dataset to label, "
                            "paired with the --split at the same position; repeat for several")
-    data.add_argument("--split", action="append", metavar="SPLIT",
+    data.add_argument("--split", action="append", metavar="NAME",
                       help="the split of the --dataset at the same position (a single --split: for all)")
     model = parser.add_argument_group("model")
-    model.add_argument("--size", default=448, type=frame_size, help="frames are resized to size x size")
-    model.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
-    model.add_argument("--batch-size", default=1, type=positive_int, help="clips per batch")
+    model.add_argument("--size", default=448, type=frame_size, metavar="N",
+                       help="frames are resized to size x size pixels")
+    model.add_argument("--os", default=16, type=output_stride,
+                       help="output stride of the backbone (8 or 16)")
+    model.add_argument("--batch-size", default=1, type=positive_int, metavar="N", help="clips per batch")
     model.add_argument("--warp-only", action="store_true",
                        help="no network: each label is the mean of the two kept labels warped by the flow "
                             "(a baseline; --checkpoint is not read)")
     add_flow_arguments(parser, None, "NVIDIA's FlowNet2 weights: for --warp-only with flownet2, or "
                                      "--force-flow of a DIS-trained FGPLG onto flownet2")
     add_runtime_arguments(parser, PRECISION_CHOICES, (
-        "FGPLG's saliency network: auto (the default: float32, with BatchNorm folding and channels-last "
+        "FGPLG's saliency network: auto (float32, with BatchNorm folding and channels-last "
         "where they measure faster on this machine, decided on the first label and cached in "
         "~/.cache/rcrnet/), fp32 (the release's float32, the model as it is), bf16 or fp16 (autocast "
-        "everywhere: faster where bfloat16 is native, far from fp32); the flow follows --fp16"))
+        "everywhere: faster where bfloat16 is native, far from fp32); the flow follows --fp16"),
+        resumable=False)
     return parser
 
 

@@ -47,14 +47,15 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     data = add_data_arguments(parser)
-    data.add_argument("--dataset", default="VOS", type=str, help="dataset name for inference")
-    data.add_argument("--split", default="test", type=str, help="dataset split for inference")
+    data.add_argument("--dataset", default="VOS", type=str, metavar="NAME", help="dataset name for inference")
+    data.add_argument("--split", default="test", type=str, metavar="NAME", help="dataset split for inference")
     data.add_argument("--input", default=None, metavar="PATH",
                       help="a folder of frames or a video file to predict instead of a dataset split")
-    data.add_argument("--checkpoint", default="models/video_best_model.pth",
+    data.add_argument("--checkpoint", default="models/video_best_model.pth", metavar="FILE",
                       help="VideoModel (or ImageModel) weights, e.g. the release's video_best_model.pth")
     out = parser.add_argument_group("output")
-    out.add_argument("--results-folder", default="data/results/", help="where the saliency maps are written")
+    out.add_argument("--results-folder", default="data/results/", metavar="DIR",
+                     help="where the saliency maps are written")
     out.add_argument("--overwrite", action="store_true", help="predict again clips whose maps already exist")
     out.add_argument("--overlay", action="store_true",
                      help="also write frame | saliency | overlay panels to <results-folder>/<name>_overlay/")
@@ -62,11 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="score the split's maps against its ground truth afterwards and print the table "
                           "(S-measure, MAE, max F)")
     model = add_model_arguments(parser)
-    model.add_argument("--batch-size", type=positive_int, default=1, help="clips per forward pass")
+    model.add_argument("--batch-size", type=positive_int, default=1, metavar="N",
+                       help="clips per forward pass")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     runtime.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                         help="auto (the default: float32, with the factored decoder, BatchNorm folding "
+                         help="auto (float32, with the factored decoder, BatchNorm folding "
                               "and channels-last where they measure faster on this machine, decided on the "
                               "first batch and cached in ~/.cache/rcrnet/), fp32 (the release's float32 "
                               "computation), bf16 or fp16 (autocast everywhere: faster where bfloat16 is "

@@ -65,14 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="train on built-in synthetic data from scratch on the CPU (a few minutes, "
                              "nothing downloaded) and print a results table; ignores the data, model and "
-                             "training flags")
+                             "training flags. A check that the code trains and scores, not a model: it "
+                             "learns small synthetic shapes and gives noise on real video")
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default=None,
+    video, image = get_recipe("video"), get_recipe("image")
+    data.add_argument("--checkpoint", default=None, metavar="FILE",
                       help="initial weights. video: an ImageModel file (default "
-                           "models/image_pretrained_model.pth) or a VideoModel file; image: torchvision's "
+                           f"{video.checkpoint}) or a VideoModel file; image: torchvision's "
                            "resnet50 .pth or an ImageModel file (default: download torchvision's ImageNet "
                            "weights); 'none': fresh initialisation")
-    data.add_argument("--pseudo-label-folder", default="",
+    data.add_argument("--pseudo-label-folder", default="", metavar="DIR",
                       help="video stage: read every training label from this folder (written by "
                            "generate_pseudo_labels.py, e.g. data/pseudo-labels/1_5)")
     data.add_argument("--clip-augment", action="store_true",
@@ -84,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "intends) or release (PyTorch's defaults, what the release's code really did; "
                            "see README, Deviations)")
     add_training_arguments(parser, lr=None, batch_size=None, epochs=None, default_notes={
-        "lr": "(default: 1e-5 video, 1e-4 image)", "batch_size": "(default: 1 video, 8 image)",
-        "epochs": "(default: 50 video, 30 image)"})
+        name: f"(default: {getattr(video, name):g} video, {getattr(image, name):g} image)"
+        for name in ("lr", "batch_size", "epochs")})
     add_model_arguments(parser)
     add_runtime_arguments(parser)
     return parser

@@ -53,12 +53,13 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     data = add_data_arguments(parser)
-    data.add_argument("--checkpoint", default="models/image_pretrained_model.pth",
+    recipe = RECIPES["fgplg"]
+    data.add_argument("--checkpoint", default=recipe.checkpoint, metavar="FILE",
                       help="initial weights: an ImageModel file (the release's start), an FGPLG file "
                            "(required with --start-epoch > 0), or 'none' for a fresh backbone")
     add_label_arguments(data)
-    add_training_arguments(parser, lr=1e-5, batch_size=1, epochs=50)
-    add_model_arguments(parser, clip_len=3, clip_lengths=(3,))
+    add_training_arguments(parser, lr=recipe.lr, batch_size=recipe.batch_size, epochs=recipe.epochs)
+    add_model_arguments(parser, clip_len=recipe.clip_len, clip_lengths=(recipe.clip_len,))
     add_flow_arguments(parser, "models/FlowNet2_checkpoint.pth.tar",
                        "NVIDIA's FlowNet2 weights (--flow flownet2); 'none' leaves FlowNet2 random (tests)")
     add_runtime_arguments(parser)

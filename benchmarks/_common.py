@@ -19,8 +19,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 BENCH_DATA = ROOT / "data" / "bench"
 _cache = [BENCH_DATA]

@@ -1,7 +1,7 @@
 """One prepared check of the CUDA path: correctness on the GPU first, then speed, in under 8 minutes.
 
-    python benchmarks/cuda_check.py --out results/cuda              # on a CUDA machine
-    python benchmarks/cuda_check.py --out /tmp/cuda-dry --dry-run   # the same code on the CPU, tiny sizes
+    python -m benchmarks.cuda_check --out results/cuda              # on a CUDA machine
+    python -m benchmarks.cuda_check --out /tmp/cuda-dry --dry-run   # the same code on the CPU, tiny sizes
 
 Correctness (any failure makes the exit status 1):
 - golden: ImageModel, VideoModel, FGPLG and FlowNet 2.0 under the reference weights against the
@@ -55,7 +55,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import (
+
+from benchmarks._common import (
     ROOT,
     clip_batches,
     deviation,
@@ -65,7 +66,6 @@ from _common import (
     synthetic_data,
     trained_video_model,
 )
-
 from libs.runtime.errors import one_line
 
 REFERENCE = Path(os.environ.get("RCRNET_REFERENCE", ROOT.parent / "shared" / "reference"))
@@ -865,7 +865,7 @@ class CudaCheck:
         device = "cuda" if ranks <= count else "cuda:0"
         result = self.work / f"probe_{ranks}.json"
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-                str(Path(__file__).resolve()), "--nccl-probe", str(result), "--probe-device", device]
+                "--module", "benchmarks.cuda_check", "--nccl-probe", str(result), "--probe-device", device]
         finished = run_processes({f"nccl_probe_{ranks}": (argv, child_env(self.plan))},
                                  max(60.0, min(120.0, self.run.left())), self.logs)[f"nccl_probe_{ranks}"]
         if not finished.ok:

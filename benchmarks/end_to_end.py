@@ -15,8 +15,8 @@ The end-to-end share is inference.py's rate over the model-only rate of the same
 configuration (target: at least 80%); the speed-up is over the faithful model-only path
 (target: at least 4x for inference.py's defaults).
 
-    python benchmarks/end_to_end.py                        # 64 frames, 2 rounds
-    python benchmarks/end_to_end.py --frames 8 --size 64 --rounds 1 --train-steps 2 --train-size 64 \\
+    python -m benchmarks.end_to_end                        # 64 frames, 2 rounds
+    python -m benchmarks.end_to_end --frames 8 --size 64 --rounds 1 --train-steps 2 --train-size 64 \\
         --cache /tmp/bench --compile off                    # a quick smoke run
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import torch
-from _common import (
+
+from benchmarks._common import (
     ROOT,
     Row,
     add_common_arguments,
@@ -43,7 +44,6 @@ from _common import (
     time_interleaved,
     trained_video_model,
 )
-
 from libs.inference import Predictor
 from libs.networks import set_exact_upsampled_conv
 

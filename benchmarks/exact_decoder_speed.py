@@ -8,7 +8,7 @@ release's resize-then-convolve path, in one process, timed in alternation (media
 - float32 error of the factored path against the plain one (logits, 8-bit maps), with the
   reference weights when --reference names the reference folder.
 
-    python benchmarks/exact_decoder_speed.py --rounds 3 --reference ../shared/reference
+    python -m benchmarks.exact_decoder_speed --rounds 3 --reference ../shared/reference
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import Row, add_common_arguments, deviation, report, setup, time_interleaved
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks._common import Row, add_common_arguments, deviation, report, setup, time_interleaved
 from libs.networks import VideoModel, set_exact_upsampled_conv
 
 

@@ -6,8 +6,8 @@ a GPU is present. Each row runs in its own subprocess so that its peak memory is
 ratios and the relative difference of each row's flow from the float32 flow (same seeded
 weights and frames) are computed within the same run.
 
-    python benchmarks/flownet2_speed.py                 # 448x448, batch 1, CPU (+ CUDA if present)
-    python benchmarks/flownet2_speed.py --iters 10 --devices cuda
+    python -m benchmarks.flownet2_speed                 # 448x448, batch 1, CPU (+ CUDA if present)
+    python -m benchmarks.flownet2_speed --iters 10 --devices cuda
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from flownet2.models import FlowNet2
+from libs.runtime.calibration import hardware_name
 
-from flownet2.models import FlowNet2  # noqa: E402
-from libs.runtime.calibration import hardware_name  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PRECISIONS = {"float32": None, "bf16 autocast": torch.bfloat16, "fp16 autocast": torch.float16}
 MIB = 2**20
@@ -129,10 +127,11 @@ def main() -> None:
             flows = {}
             for precision in precisions:
                 out = Path(tmp) / f"{device}-{precision.replace(' ', '_')}.pt"
-                command = [sys.executable, __file__, "--row", device, precision, "--out", str(out)]
+                command = [sys.executable, "-m", "benchmarks.flownet2_speed", "--row", device, precision,
+                           "--out", str(out)]
                 command += ["--size", str(args.size), "--batch", str(args.batch)]
                 command += ["--warmup", str(args.warmup), "--iters", str(args.iters)]
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
                 if done.returncode != 0:
                     print(f"{device} {precision}: failed\n{done.stderr}", file=sys.stderr)
                     continue

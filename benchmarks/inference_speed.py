@@ -15,8 +15,8 @@ round(255 p) and floor(255 p), the files' quantisation), over `--deviation-clips
 the synthetic evaluation videos. Tolerance: at most 0.1% of pixels differ, none by more
 than 2 levels.
 
-    python benchmarks/inference_speed.py                     # 448x448, 3 rounds
-    python benchmarks/inference_speed.py --size 64 --rounds 1 --deviation-clips 1 --no-compile \\
+    python -m benchmarks.inference_speed                     # 448x448, 3 rounds
+    python -m benchmarks.inference_speed --size 64 --rounds 1 --deviation-clips 1 --no-compile \\
         --train-steps 2 --train-size 64 --cache /tmp/bench     # a quick smoke run
 """
 from __future__ import annotations
@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from _common import (
+
+from benchmarks._common import (
     Deviation,
     Row,
     add_common_arguments,
@@ -43,7 +44,6 @@ from _common import (
     time_interleaved,
     trained_video_model,
 )
-
 from libs.inference.optimize import prepare_model
 from libs.networks import set_exact_upsampled_conv
 

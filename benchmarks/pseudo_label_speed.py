@@ -9,8 +9,8 @@ So the saliency part has trained weights and the deviation of the maps is meanin
 it, while the flow's own precision does not reach the output here (its channels weigh
 zero): FlowNet 2.0's precision is measured by benchmarks/flownet2_speed.py.
 
-    python benchmarks/pseudo_label_speed.py                   # 448x448, 3 rounds
-    python benchmarks/pseudo_label_speed.py --size 64 --rounds 1 --labels 1 --train-steps 1 \\
+    python -m benchmarks.pseudo_label_speed                   # 448x448, 3 rounds
+    python -m benchmarks.pseudo_label_speed --size 64 --rounds 1 --labels 1 --train-steps 1 \\
         --train-size 64 --cache /tmp/bench                     # a quick smoke run
 """
 from __future__ import annotations
@@ -22,7 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from _common import (
+from torch import nn
+
+from benchmarks._common import (
     Deviation,
     Row,
     add_common_arguments,
@@ -36,8 +38,6 @@ from _common import (
     time_interleaved,
     trained_video_model,
 )
-from torch import nn
-
 from libs.inference.optimize import inference_context, prepare_model
 from libs.inference.pseudo_labels import fgplg_predictor
 from libs.networks.fgplg import FGPLG

@@ -8,8 +8,8 @@ Times are medians of `--rounds` interleaved rounds in this process; each configu
 memory (CPU: the growth of the resident set during warm-up steps; CUDA: peak allocated) is
 taken in a subprocess of its own so it is that configuration's alone.
 
-    python benchmarks/train_speed.py                              # 256x256, clips of 4, 3 rounds
-    python benchmarks/train_speed.py --size 64 --rounds 1         # a quick smoke run
+    python -m benchmarks.train_speed                              # 256x256, clips of 4, 3 rounds
+    python -m benchmarks.train_speed --size 64 --rounds 1         # a quick smoke run
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import Row, add_common_arguments, machine, report, setup, time_interleaved
 
+from benchmarks._common import ROOT, Row, add_common_arguments, machine, report, setup, time_interleaved
 from libs.inference.optimize import to_channels_last
 from libs.networks import VideoModel, set_exact_upsampled_conv
 from libs.runtime.allocator import keep_freed_memory
@@ -111,10 +111,10 @@ def measure_memory(name: str, args: argparse.Namespace) -> float:
 
 
 def memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
-    command = [sys.executable, __file__, "--memory-of", name, "--size", str(args.size), "--clip-len",
-               str(args.clip_len), "--batch", str(args.batch), "--device", args.device,
+    command = [sys.executable, "-m", "benchmarks.train_speed", "--memory-of", name, "--size", str(args.size),
+               "--clip-len", str(args.clip_len), "--batch", str(args.batch), "--device", args.device,
                "--threads", str(args.threads), "--memory", args.memory]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
 
 

@@ -28,7 +28,7 @@ repository, `libs/datasets/video_datasets.py`'s `yaml.load(open(config_path))` n
 `Loader=yaml.SafeLoader` (PyYAML 6). Without `--release-dir` (or where it has no
 inference.py) the release row is left out, with the reason.
 
-    python benchmarks/vs_release.py --release-dir /tmp/rcrnet-release --frames 8 --rounds 2
+    python -m benchmarks.vs_release --release-dir /tmp/rcrnet-release --frames 8 --rounds 2
 """
 from __future__ import annotations
 
@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from _common import ROOT, Row, machine, markdown_table, time_interleaved
 from PIL import Image
 
+from benchmarks._common import ROOT, Row, machine, markdown_table, time_interleaved
 from libs.datasets import get_transforms
 from libs.inference import FolderClips
 from libs.networks import VideoModel, set_exact_upsampled_conv

@@ -1,7 +1,9 @@
-"""The command line of all five scripts: one parser class, one spelling per flag, one error style.
+"""The command line of the five scripts (and scripts/): one parser class, one spelling per flag,
+one error style.
 
-- `ArgumentParser` (from `libs.runtime.arguments`): argparse whose usage errors are one line
-  (`prog: error: ... (see --help)`) and whose help shows defaults.
+- `ArgumentParser`, the flag types and `run_command` come from `libs.runtime.arguments`, the
+  bottom layer, where the `python -m` entry points below this module take them from too:
+  usage errors are one line (`prog: error: ... (see --help)`) and `--help` shows defaults.
 - Flag groups shared by the scripts (`add_data_arguments`, `add_model_arguments`,
   `add_training_arguments`, `add_label_arguments`, `add_flow_arguments`,
   `add_runtime_arguments`): the release's flags with the release's defaults. Every multi-word
@@ -10,9 +12,11 @@
   `-j`/`--num-workers` always counts worker processes (DataLoader workers; evaluate.py's
   scoring processes). `--help` shows every flag's choices or range (`libs.runtime.arguments`).
 - `train_config_from_args`, `recipe_options_from_args`: the objects those flags describe.
-- `run_cli(main, prog)`: runs a script's main function, reporting user errors (bad values,
-  missing, unfit or unwritable files: `USER_ERRORS`) as one `prog: error: ...` line on stderr
-  with exit status 2, Ctrl-C with status 130, and leaving the torchrun process group in any case.
+- `run_cli(main, prog)`: runs a script's main function with `libs.runtime.arguments.run_command`
+  (user errors, `USER_ERRORS`: bad values, missing, unfit or unwritable files, as one
+  `prog: error: ...` line on stderr with exit status 2; Ctrl-C with status 130), leaving the
+  torchrun process group in any case.
+- `exit_process(status)`: ends a script without the interpreter's teardown.
 """
 from __future__ import annotations
 
@@ -25,18 +29,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flownet2.checkpoint import CheckpointError as FlowNetCheckpointError
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA, PROJECT_ROOT
 from libs.networks.flow import FLOW_CHOICES
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
+from libs.runtime import arguments
 from libs.runtime.allocator import MEMORY_CHOICES
 from libs.runtime.arguments import (  # noqa: F401  (re-exported: the scripts import them from here)
     ArgumentParser,
     HelpFormatter,
     allowed,
+    int_at_least,
     non_negative_int,
     positive_float,
     positive_int,
+    run_command,
 )
-from libs.runtime.errors import UserError, one_line
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import teardown_runtime
 
@@ -45,7 +52,7 @@ if TYPE_CHECKING:  # imported where used: inference.py starts without the traini
     from libs.engine.trainer import TrainConfig
 
 # Exceptions that mean "the input or the environment is wrong", not "the code is wrong".
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FlowNetCheckpointError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (*arguments.USER_ERRORS, FlowNetCheckpointError)
 
 
 @allowed("8 or 16")
@@ -57,25 +64,18 @@ def output_stride(text: str) -> int:
     return value
 
 
-@allowed(f"an integer >= {MIN_FRAME_SIZE}")
-def frame_size(text: str) -> int:
-    """argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)."""
-    value = int(text)
-    if value < MIN_FRAME_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_FRAME_SIZE}, got {value}: "
-                                         f"{WHY_MIN_FRAME_SIZE}")
-    return value
-
-
+# argparse type: a frame size the networks take (`libs.networks.sizes.MIN_FRAME_SIZE` or more)
+frame_size = int_at_least(MIN_FRAME_SIZE, "frame_size", WHY_MIN_FRAME_SIZE)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, workers: int = 1) -> argparse._ArgumentGroup:
     """--data, --dataset-config, -j/--num-workers (release names and defaults)."""
     group = parser.add_argument_group("data")
-    group.add_argument("--data", type=str, default="data/datasets/",
-                       help="folder holding the <dataset>/ folders")
-    group.add_argument("--dataset-config", default="config/datasets.yaml",
-                       help="dataset config file (layouts and splits)")
+    group.add_argument("--data", type=str, default=DEFAULT_DATA, metavar="DIR",
+                       help="folder holding the <dataset>/ folders, relative to the working directory")
+    group.add_argument("--dataset-config", default=str(DEFAULT_CONFIG), metavar="PATH",
+                       help="dataset config file: layouts and splits (default: "
+                            f"{DEFAULT_CONFIG.relative_to(PROJECT_ROOT)} of this checkout)")
     group.add_argument("-j", "--num-workers", "--num_workers", dest="num_workers", default=workers,
                        type=non_negative_int, metavar="N",
                        help="DataLoader worker processes (0: load in the main process)")
@@ -86,11 +86,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, clip_len: int = 4,
                         clip_lengths: tuple[int, ...] | None = None) -> argparse._ArgumentGroup:
     """--size, --os, --clip-len (release names and defaults); `clip_lengths` restricts --clip-len."""
     group = parser.add_argument_group("model")
-    group.add_argument("--size", default=448, type=frame_size,
+    group.add_argument("--size", default=448, type=frame_size, metavar="N",
                        help="frames are resized to size x size pixels")
-    group.add_argument("--os", default=16, type=output_stride, help="output stride of the backbone (8 or 16)")
+    group.add_argument("--os", default=16, type=output_stride,
+                       help="output stride of the backbone (8 or 16)")
     group.add_argument("--clip-len", "--clip_len", dest="clip_len", type=positive_int, default=clip_len,
-                       choices=clip_lengths, help="the number of frames in a video clip")
+                       choices=clip_lengths, metavar=None if clip_lengths else "N",
+                       help="the number of frames in a video clip" + (
+                           f" ({' or '.join(map(str, clip_lengths))} only)" if clip_lengths else ""))
     return group
 
 
@@ -105,15 +108,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
     """
     notes = {k: f" {v}" for k, v in (default_notes or {}).items()}
     group = parser.add_argument_group("training")
-    group.add_argument("--save-folder", default=save_folder,
+    group.add_argument("--save-folder", default=save_folder, metavar="DIR",
                        help="where checkpoints, the resume file and the CSV log are written")
-    group.add_argument("--batch-size", default=batch_size, type=positive_int,
+    group.add_argument("--batch-size", default=batch_size, type=positive_int, metavar="N",
                        help="items (frames or clips) per batch and per process" + notes.get("batch_size", ""))
-    group.add_argument("--backup-epochs", type=positive_int, default=1,
+    group.add_argument("--backup-epochs", type=positive_int, default=1, metavar="N",
                        help="write <prefix>_epoch-N.pth every this many epochs")
-    group.add_argument("--epochs", type=non_negative_int, default=epochs,
+    group.add_argument("--epochs", type=non_negative_int, default=epochs, metavar="N",
                        help="the last epoch to train (epochs are numbered from 1)" + notes.get("epochs", ""))
-    group.add_argument("--start-epoch", type=non_negative_int, default=0,
+    group.add_argument("--start-epoch", type=non_negative_int, default=0, metavar="N",
                        help="epochs already done: train from epoch start+1, and load --checkpoint as a "
                             "whole model of this recipe when > 0 (the release's restore)")
     group.add_argument("--eval-first", default=False, action="store_true",
@@ -133,10 +136,10 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
 def add_label_arguments(group: argparse._ArgumentGroup, between: bool = False) -> None:
     """--label-interval (and, with `between`, --frame-between-label-num): the release's FGPLG flags."""
     group.add_argument("--label-interval", "--label_interval", dest="label_interval", default=5,
-                       type=positive_int, help="keep every l-th ground-truth label")
+                       type=positive_int, metavar="L", help="keep every l-th ground-truth label")
     if between:
         group.add_argument("--frame-between-label-num", "--frame_between_label_num",
-                           dest="frame_between_label_num", default=1, type=non_negative_int,
+                           dest="frame_between_label_num", default=1, type=non_negative_int, metavar="M",
                            help="the number of pseudo-labels generated between two kept labels (m)")
 
 
@@ -149,11 +152,11 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
                            "an FGPLG checkpoint must be run with the one it was trained with")
     flow.add_argument("--force-flow", action="store_true",
                       help="load an FGPLG --checkpoint trained with the other flow estimator anyway")
-    flow.add_argument("--flownet-checkpoint", default=flownet_checkpoint, help=flownet_help)
+    flow.add_argument("--flownet-checkpoint", default=flownet_checkpoint, metavar="FILE", help=flownet_help)
     flow.add_argument("--fp16", action="store_true",
                       help="run FlowNet2 in half precision (fp16 on CUDA, bf16 on CPU; its correlation, "
                            "warping and channel norm stay in float32)")
-    flow.add_argument("--rgb-max", "--rgb_max", dest="rgb_max", type=positive_float, default=1.0,
+    flow.add_argument("--rgb-max", "--rgb_max", dest="rgb_max", type=positive_float, default=1.0, metavar="X",
                       help="FlowNet2 divides its [0, 1] frames by this")
     return flow
 
@@ -161,7 +164,7 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
 def add_memory_argument(group: argparse._ArgumentGroup) -> None:
     """--memory: whether freed memory stays in the process (`libs.runtime.allocator`)."""
     group.add_argument("--memory", default="auto", choices=MEMORY_CHOICES,
-                       help="auto (the default: on the CPU, keep freed memory for the next pass where that "
+                       help="auto (on the CPU, keep freed memory for the next pass where that "
                             "measures faster here than glibc's malloc as it is, timed on the first batch "
                             "and cached in ~/.cache/rcrnet/), glibc (malloc as it is) or kept (no page "
                             "faults after the first pass; the resident set stays at the run's peak); "
@@ -170,8 +173,9 @@ def add_memory_argument(group: argparse._ArgumentGroup) -> None:
 
 def add_runtime_arguments(parser: argparse.ArgumentParser,
                           precision_choices: tuple[str, ...] = PRECISION_CHOICES,
-                          precision_help: str | None = None) -> argparse._ArgumentGroup:
-    """--device, --precision, --memory, --seed."""
+                          precision_help: str | None = None,
+                          resumable: bool = True) -> argparse._ArgumentGroup:
+    """--device, --precision, --memory, --seed (`resumable`: the run keeps its seed in a resume file)."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto",
                        help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
@@ -183,9 +187,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser,
                            "~/.cache/rcrnet/; fp32 unless another is clearly faster), fp32 (the release's "
                            "float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
     add_memory_argument(group)
-    group.add_argument("--seed", type=int, default=None,
+    group.add_argument("--seed", type=int, default=None, metavar="N",
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
-                            "(default: a random seed, printed and kept in the resume file)")
+                            "(default: a random seed, printed" + (
+                                " and kept in the resume file)" if resumable else ")"))
     return group
 
 
@@ -225,27 +230,23 @@ def recipe_options_from_args(args: argparse.Namespace, **overrides: Any) -> Reci
 
 
 def run_cli(main: Callable[[], int | None], prog: str) -> int:
-    """Run `main()`, turning user errors into one stderr line; returns the exit status."""
+    """Run `main()`, turning user errors into one stderr line (`run_command`); returns the exit
+    status. The training runtime (the torchrun process group) is torn down in any case."""
     try:
-        status = main()
-    except USER_ERRORS as exc:
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr, flush=True)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
-        return 130
+        return run_command(main, prog, USER_ERRORS)
     finally:
         teardown_runtime()
-    return int(status or 0)
 
 
 def exit_process(status: int) -> NoReturn:
-    """End the process with `status`, skipping the interpreter's teardown: finalising torch's
-    modules (and torchvision's, which inference imported then) and freeing what the run
-    allocated took 1.4-1.7 s after `inference.py` on the AMD EPYC, a tenth of its run. By then
-    every output is written and closed (atomically, the PNG writer pool joined, the DataLoader
-    workers shut down, the runtime torn down by `run_cli`); log handlers and stdout/stderr are
-    flushed here."""
+    """End the process with `status`, skipping the interpreter's teardown.
+
+    Finalising torch's and torchvision's modules and freeing everything the run allocated
+    is a noticeable share of a short run, and nothing in it is needed: by then every output
+    is written and closed (atomically, the PNG writer pool joined, the DataLoader workers
+    shut down, the runtime torn down by `run_cli`). Log handlers and stdout/stderr are
+    flushed here.
+    """
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,7 +1,8 @@
-#!/usr/bin/env python
 """The semi-supervised pipeline of the paper, end to end on synthetic videos, with DIS flow (CPU).
 
-    python scripts/semi_supervised_pipeline.py --out runs/semi_supervised
+    python -m scripts.semi_supervised_pipeline --out runs/semi_supervised
+
+(run from the checkout: each step runs the project's top-level scripts).
 
 Steps (each a run of the project's scripts, so this is also their end-to-end check):
 
@@ -20,8 +21,10 @@ Steps (each a run of the project's scripts, so this is also their end-to-end che
    fully annotated DAVIS2016 val and FBMS test videos.
 
 Every step is skipped when its output exists (delete the folder, or pass --fresh, to redo
-it). Results go to `<out>/results.json` and `<out>/results.md`. CPU threads are limited
-to `--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a machine politely.
+it; --fresh deletes only a folder this pipeline wrote, one holding its `pipeline.log`).
+Results go to `<out>/results.json` and `<out>/results.md`, written atomically. CPU threads
+are limited to `--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a
+machine politely. A step that fails stops the pipeline with one line naming its log.
 """
 from __future__ import annotations
 
@@ -36,20 +39,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image
+
+from libs.cli import ArgumentParser, frame_size, positive_float, positive_int, run_cli
+from libs.datasets import get_datasets, get_transforms, use_pseudo_labels
+from libs.datasets.synthetic import generate_synthetic
+from libs.evaluation.metrics import SaliencyMetrics
+from libs.inference.pseudo_labels import clip_datasets, plan
+from libs.networks import VideoModel
+from libs.networks.weights import load_weights
+from libs.runtime.errors import UserError
+from libs.runtime.files import write_atomic
+
+PROG = "python -m scripts.semi_supervised_pipeline"
+# The checkout, whose top-level scripts the steps run.
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from libs.datasets import get_datasets, get_transforms, use_pseudo_labels  # noqa: E402
-from libs.datasets.synthetic import generate_synthetic  # noqa: E402
-from libs.evaluation.metrics import SaliencyMetrics  # noqa: E402
-from libs.inference.pseudo_labels import clip_datasets, plan  # noqa: E402
-from libs.networks import VideoModel  # noqa: E402
-from libs.networks.weights import load_weights  # noqa: E402
 
 METRICS = ("MAE", "S", "maxF")
 TRAIN_SETS = (("DAVIS2016", "train"), ("FBMS", "train"), ("VOS", "train"))
@@ -57,31 +63,35 @@ TEST_SETS = (("DAVIS2016", "val"), ("FBMS", "test"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/semi_supervised",
+    """The pipeline's flags (usage errors: one line, exit status 2)."""
+    parser = ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--out", default="runs/semi_supervised", metavar="DIR",
                         help="work folder (data, checkpoints, labels)")
-    parser.add_argument("--fresh", action="store_true", help="delete --out first and redo every step")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and of every training run")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per step")
-    parser.add_argument("--label_interval", type=int, default=5, help="keep every l-th label (l)")
-    parser.add_argument("--frame_between_label_num", type=int, default=1,
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete --out first (only a folder this pipeline wrote) and redo every step")
+    parser.add_argument("--seed", type=int, metavar="N", default=0,
+                        help="seed of the data and of every training run")
+    parser.add_argument("--threads", type=positive_int, metavar="N", default=1, help="CPU threads per step")
+    parser.add_argument("--label-interval", "--label_interval", dest="label_interval", type=positive_int,
+                        metavar="N", default=5, help="keep every l-th label (l)")
+    parser.add_argument("--frame-between-label-num", "--frame_between_label_num",
+                        dest="frame_between_label_num", type=positive_int, metavar="N", default=1,
                         help="pseudo-labels generated between two kept labels (m)")
-    parser.add_argument("--size", type=int, default=64, help="network input size (frames are 64x64)")
-    parser.add_argument("--videos", type=int, default=8, help="synthetic videos per training split")
-    parser.add_argument("--frames", type=int, default=40, help="frames per DAVIS2016/FBMS video")
-    parser.add_argument("--vos-frames", type=int, default=160,
-                        help="frames per VOS video (labelled every 15th)")
-    parser.add_argument("--images", type=int, default=300,
-                        help="synthetic images per image-dataset train split")
-    parser.add_argument("--image-epochs", type=int, default=6, help="image pretraining epochs")
-    parser.add_argument("--image-lr", type=float, default=3e-4, help="image pretraining learning rate")
-    parser.add_argument("--fgplg-epochs", type=int, default=18,
-                        help="FGPLG training epochs (18: about 23 min on one shared CPU thread)")
-    parser.add_argument("--fgplg-lr", type=float, default=1e-4, help="FGPLG learning rate")
-    parser.add_argument("--video-epochs", type=int, default=4,
-                        help="RCRNet+NER epochs on the pseudo-labels; the sparse run gets as many steps")
-    parser.add_argument("--video-lr", type=float, default=1e-4, help="RCRNet+NER learning rate")
+    parser.add_argument("--size", type=frame_size, metavar="N", default=64,
+                        help="network input size (frames are 64x64)")
+    counts = (("--videos", 8, "synthetic videos per training split"),
+              ("--frames", 40, "frames per DAVIS2016/FBMS video"),
+              ("--vos-frames", 160, "frames per VOS video (labelled every 15th)"),
+              ("--images", 300, "synthetic images per image-dataset train split"))
+    for flag, default, text in counts:
+        parser.add_argument(flag, type=positive_int, metavar="N", default=default, help=text)
+    for stage, epochs, lr, what in (("image", 6, 3e-4, "image pretraining"), ("fgplg", 18, 1e-4, "FGPLG"),
+                                    ("video", 4, 1e-4, "RCRNet+NER on the pseudo-labels")):
+        note = " (the sparse run gets as many steps)" if stage == "video" else ""
+        parser.add_argument(f"--{stage}-epochs", type=positive_int, metavar="N", default=epochs,
+                            help=f"{what}: epochs{note}")
+        parser.add_argument(f"--{stage}-lr", type=positive_float, metavar="LR", default=lr,
+                            help=f"{what}: learning rate of Adam")
     return parser.parse_args(argv)
 
 
@@ -95,7 +105,7 @@ class Pipeline:
         self.config = self.data / "datasets.yaml"
         self.m, self.l = args.frame_between_label_num, args.label_interval
         self.env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
-                        OPENCV_FOR_THREADS_NUM=str(args.threads), PYTHONPATH=str(ROOT))
+                        OPENCV_FOR_THREADS_NUM=str(args.threads))
         self.log = self.out / "pipeline.log"
         self.results: dict[str, Any] = {}
 
@@ -118,8 +128,10 @@ class Pipeline:
             status = subprocess.run(command, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT)
         seconds = time.perf_counter() - start
         if status.returncode != 0:
-            tail = (logs / f"{name}.log").read_text().strip().splitlines()[-5:]
-            raise SystemExit(f"{name} failed (exit {status.returncode}):\n" + "\n".join(tail))
+            lines = (logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
+            last = f": {lines[-1].strip()}" if lines else ""
+            raise UserError(f"step {name} failed (exit {status.returncode}); its log is "
+                            f"{logs / f'{name}.log'}{last}")
         self.say(f"{name}: done in {seconds / 60:.1f} min")
         return seconds
 
@@ -234,6 +246,9 @@ class Pipeline:
     def main(self) -> dict[str, Any]:
         a = self.args
         if a.fresh and self.out.exists():
+            if not (self.out / "pipeline.log").is_file() and any(self.out.iterdir()):
+                raise UserError(f"--fresh: {self.out} holds no pipeline.log, so this pipeline did not write "
+                                "it; refusing to delete it")
             shutil.rmtree(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(a.threads)
@@ -259,8 +274,9 @@ class Pipeline:
             self.results[name] = self.score_video_model(path)
             self.results[name]["val_S"] = _best_val(path.parent)
             self.say(f"({name}) RCRNet+NER: {_line(self.results[name])}")
-        (self.out / "results.json").write_text(json.dumps(self.results, indent=1) + "\n")
-        (self.out / "results.md").write_text(self.table())
+        text = json.dumps(self.results, indent=1) + "\n"
+        write_atomic(self.out / "results.json", lambda handle: handle.write(text.encode()))
+        write_atomic(self.out / "results.md", lambda handle: handle.write(self.table().encode()))
         self.say(f"results in {self.out / 'results.md'}")
         print(self.table())
         return self.results
@@ -311,5 +327,16 @@ def _best_val(folder: Path) -> float | None:
     return max(scores) if scores else None
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Command line: run every step (those whose output exists are skipped)."""
+    args = parse_args(argv)
+
+    def run() -> int:
+        Pipeline(args).main()
+        return 0
+
+    return run_cli(run, PROG)
+
+
 if __name__ == "__main__":
-    Pipeline(parse_args()).main()
+    sys.exit(main())

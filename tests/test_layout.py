@@ -113,3 +113,28 @@ def test_scripts_parse_and_call_through_the_cli_helper():
         imports = _imports(ROOT / script)
         assert "libs.cli" in imports or any(m.startswith("libs.cli.") for m in imports), script
         assert "run_cli" in (ROOT / script).read_text(), script
+
+
+def _requirements(name: str) -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith(("#", "-r"))]
+
+
+def test_pyproject_lists_the_requirements_files():
+    """`pip install -e .[dev,onnx]` and `pip install -r requirements-dev.txt` install the same."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["dependencies"] == _requirements("requirements.txt")
+    extras = project["optional-dependencies"]
+    assert extras["dev"] + extras["onnx"] == _requirements("requirements-dev.txt")
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert {name.split(".")[0] for name in packages["find"]["include"]} == {"libs", "flownet2"}
+
+
+def test_no_sys_path_edits_outside_tests():
+    """Scripts, benchmarks and the packages import the project as it is laid out (run from the
+    checkout, or installed), never by editing the module search path."""
+    files = [*ROOT.glob("*.py"), *(p for folder in ("libs", "flownet2", "benchmarks", "scripts")
+                                   for p in (ROOT / folder).rglob("*.py"))]
+    offenders = [str(p.relative_to(ROOT)) for p in files if "sys.path" in p.read_text()]
+    assert not offenders, offenders

@@ -2,8 +2,10 @@
 and a second run reuses every step's output."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,11 +16,22 @@ TINY = ["--videos", "2", "--frames", "10", "--vos-frames", "30", "--images", "8"
 
 
 def _pipeline():
-    spec = importlib.util.spec_from_file_location("semi_supervised_pipeline",
-                                                  ROOT / "scripts" / "semi_supervised_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("scripts.semi_supervised_pipeline")
+
+
+def test_command_line_errors_are_one_line_and_nothing_is_deleted(tmp_path):
+    """`python -m scripts.semi_supervised_pipeline` from the checkout: a bad flag and a --fresh
+    aimed at a folder the pipeline did not write are one line each, exit status 2."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("mine")
+    for flags, message in ((["--threads", "0"], "argument --threads: must be at least 1, got 0"),
+                           (["--out", str(mine), "--fresh"], "refusing to delete it")):
+        done = subprocess.run([sys.executable, "-m", "scripts.semi_supervised_pipeline", *flags], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert message in done.stderr
+    assert (mine / "keep.txt").read_text() == "mine"
 
 
 @pytest.mark.slow

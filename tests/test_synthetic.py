@@ -1,7 +1,9 @@
 """The synthetic VSOD generator: layout, config, determinism, reuse, CLI errors."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from libs.datasets import DatasetConfigError, get_datasets, get_transforms, load_dataset_config
-from libs.datasets.synthetic import MARKER, generate_synthetic
+from libs.datasets import DatasetConfigError, get_datasets, get_transforms, load_dataset_config, synthetic
+from libs.datasets.synthetic import MARKER, OUTPUTS, generate_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"height": 24, "width": 32, "videos": 2, "frames": 6, "vos_frames": 31, "images": 3}
@@ -100,17 +102,82 @@ def test_reuse_replace_and_refuse(tmp_path):
     (foreign / "keep.txt").write_text("mine")
     with pytest.raises(DatasetConfigError, match="refusing to overwrite"):
         generate_synthetic(foreign, **SMALL)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
     with pytest.raises(ValueError, match="frame size"):
         generate_synthetic(tmp_path / "tiny", height=4, width=4)
+
+
+def test_regenerating_keeps_the_users_files(tmp_path):
+    """Only the generator's own outputs are replaced: a run and results saved under the
+    synthetic folder (as the README lays them out) survive a regeneration."""
+    out = tmp_path / "synthetic"
+    generate_synthetic(out, seed=1, **SMALL)
+    (out / "run").mkdir()
+    (out / "run" / "video_current_best_model.pth").write_bytes(b"weights")
+    (out / "notes.txt").write_text("mine")
+    generate_synthetic(out, seed=2, **SMALL)
+    assert '"seed": 2' in (out / MARKER).read_text()
+    assert (out / "run" / "video_current_best_model.pth").read_bytes() == b"weights"
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "run", "notes.txt"])
+    assert digest(out / "DAVIS2016") == digest(generate_synthetic(tmp_path / "fresh", seed=2, **SMALL).parent
+                                               / "DAVIS2016")
+    assert not list(tmp_path.glob(".synthetic.*"))  # no temporary folders left behind
+
+
+def test_killed_replacement_is_redone_and_its_leftovers_removed(tmp_path, monkeypatch):
+    out = tmp_path / "synthetic"
+    generate_synthetic(out, seed=1, **SMALL)
+    (out / "notes.txt").write_text("mine")
+
+    def killed(tmp, out):  # the marker is invalidated, then the run dies mid-swap
+        (out / MARKER).write_text('{"incomplete": true}')
+        (out / "FBMS").rename(tmp_path / ".synthetic.old-999999999")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_move_in", killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthetic(out, seed=2, **SMALL)
+    monkeypatch.undo()
+    # asking for the old parameters again does not reuse the half-replaced folder
+    generate_synthetic(out, seed=1, **SMALL)
+    assert (out / "FBMS").is_dir() and '"seed": 1' in (out / MARKER).read_text()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(tmp_path.glob(".synthetic.*"))  # the dead process's folder is gone
 
 
 def test_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "libs.datasets.synthetic", "--out", str(tmp_path / "x"),
                           "--height", "abc"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0
-    assert len(bad.stderr.strip().splitlines()) == 1 and "invalid int value" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and "--height: invalid frame_side value" in bad.stderr
     bad = subprocess.run([sys.executable, "-m", "libs.datasets.synthetic", "--out", str(tmp_path / "x"),
                           "--videos", "0"], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "python -m libs.datasets.synthetic: error: videos must be at least 1, got 0"]
+        "python -m libs.datasets.synthetic: error: argument --videos: must be at least 1, got 0 (see --help)"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    bad = subprocess.run([sys.executable, "-m", "libs.datasets.synthetic", "--out", str(tmp_path / "mine")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "refusing to overwrite" in bad.stderr and (tmp_path / "mine" / "keep.txt").read_text() == "mine"
+
+
+def test_a_full_disk_leaves_the_previous_set_and_no_temporary_folder(tmp_path, monkeypatch):
+    out = tmp_path / "synthetic"
+    generate_synthetic(out, seed=1, **SMALL)
+    before = digest(out)
+    calls = []
+
+    def full_disk(array, path):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(synthetic, "_save_image", full_disk)
+    with pytest.raises(DatasetConfigError, match=f"--out {out}: cannot write the synthetic data "
+                                                 f"\\({os.strerror(errno.ENOSPC)}: "):
+        generate_synthetic(out, seed=2, **SMALL)
+    assert digest(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]

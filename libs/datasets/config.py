@@ -20,7 +20,14 @@ import yaml
 
 from libs.runtime.errors import UserError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
+# The checkout (or editable install) this package runs from.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The dataset config every script and library call reads unless told otherwise: the project's
+# own file, found from any working directory.
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "datasets.yaml"
+# Where the <dataset>/ folders are looked for unless told otherwise: the release's default,
+# relative to the working directory.
+DEFAULT_DATA = "data/datasets/"
 
 
 class DatasetConfigError(UserError, ValueError):

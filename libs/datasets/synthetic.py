@@ -19,9 +19,14 @@ is the exact, visible part of the salient objects. Salient = the moving,
 distinct-coloured foreground: learnable, yet not a flat disc on a flat background.
 
 Deterministic for a seed (each video has its own random stream, so changing the counts
-does not change the other videos). The data are written to a temporary folder and
-moved into place when complete, with a `SYNTHETIC.json` marker; asking again for the
-same parameters reuses a complete folder.
+does not change the other videos). The data are written to a temporary folder beside
+`--out` and moved into place when complete, with a `SYNTHETIC.json` marker; asking again
+for the same parameters reuses a complete folder.
+
+The generator replaces only what it wrote itself: the five dataset folders, `datasets.yaml`
+and the marker (`OUTPUTS`). Anything else in `--out` (a training run, results) is the
+user's and stays; a non-empty folder without the marker is refused. Temporary folders are
+named after their owner process; those of processes that no longer run are removed.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ import cv2
 import numpy as np
 import yaml
 from PIL import Image
+
+from libs.runtime.arguments import ArgumentParser, allowed, positive_int, run_command
 
 from .config import DatasetConfigError
 
@@ -78,6 +85,8 @@ _IMAGE_LAYOUTS = {
     "MSRA-B": ("imgs", "gt", ".jpg", ".png", ("train", "val", "test")),
     "HKU-IS": ("imgs", "gt", ".png", ".png", ("train", "val", "test")),
 }
+# What the generator writes into --out, the marker last: all it may ever replace there.
+OUTPUTS = (*_VIDEO_LAYOUTS, *_IMAGE_LAYOUTS, CONFIG_NAME, MARKER)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -384,12 +393,66 @@ def _complete(out: Path, params: SyntheticParams) -> bool:
     return found == {"version": _VERSION, **asdict(params)}
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_dead_temporaries(out: Path) -> None:
+    """Delete the temporary folders (`.<name>.partial-<pid>`, `.<name>.old-<pid>`) of killed runs."""
+    for path in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = path.name[len(out.name) + 2:].rpartition("-")
+        if kind in ("partial", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _write(tmp: Path, params: SyntheticParams) -> None:
+    """Every output (`OUTPUTS`) into the new folder `tmp`, the marker last."""
+    tmp.mkdir()
+    config: dict[str, dict] = {}
+    for index, name in enumerate(_VIDEO_LAYOUTS):
+        config[name] = _write_video_dataset(tmp, index, name, params)
+    for index, name in enumerate(_IMAGE_LAYOUTS, start=len(_VIDEO_LAYOUTS)):
+        config[name] = _write_image_dataset(tmp, index, name, params)
+    header = (f"# Synthetic VSOD datasets written by libs.datasets.synthetic "
+              f"(seed {params.seed}, {params.height}x{params.width}).\n"
+              "# Same layouts and split names as config/datasets.yaml; use with --data set to this "
+              "folder.\n")
+    (tmp / CONFIG_NAME).write_text(header + yaml.safe_dump(config, sort_keys=False, width=100))
+    (tmp / MARKER).write_text(json.dumps({"version": _VERSION, **asdict(params)}, indent=1) + "\n")
+
+
+def _move_in(tmp: Path, out: Path) -> None:
+    """Replace the outputs in the existing folder `out` by those in `tmp`, leaving all else.
+
+    The marker is first rewritten to name no parameters, so that a run killed while the
+    outputs are swapped leaves a folder that is generated again, never reused as complete.
+    """
+    (out / MARKER).write_text(json.dumps({"version": _VERSION, "incomplete": True}) + "\n")
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    old.mkdir()
+    for name in OUTPUTS[:-1]:
+        if (out / name).exists() or (out / name).is_symlink():
+            (out / name).rename(old / name)
+        (tmp / name).rename(out / name)
+    (tmp / MARKER).replace(out / MARKER)
+    shutil.rmtree(old)
+    tmp.rmdir()
+
+
 def generate_synthetic(out: str | Path, seed: int = 0, height: int = 72, width: int = 96, videos: int = 3,
                        frames: int = 12, vos_frames: int = 46, images: int = 24) -> Path:
     """Write the synthetic datasets into `out`; returns the path of their config file.
 
-    A folder already holding a complete set for the same parameters is reused as is; one
-    holding another synthetic set is replaced; any other non-empty folder is refused.
+    A folder already holding a complete set for the same parameters is reused as is. In a
+    folder holding the marker (`MARKER`) only the generator's own outputs (`OUTPUTS`) are
+    replaced; any other non-empty folder is refused with a `DatasetConfigError`.
     """
     params = SyntheticParams(seed, height, width, videos, frames, vos_frames, images)
     params.check()
@@ -398,36 +461,31 @@ def generate_synthetic(out: str | Path, seed: int = 0, height: int = 72, width: 
         return out / CONFIG_NAME
     if out.exists() and not out.is_dir():
         raise DatasetConfigError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+    if out.is_dir() and not (out / MARKER).is_file() and any(out.iterdir()):
         raise DatasetConfigError(
-            f"--out {out} is a non-empty folder without a {MARKER} marker; refusing to overwrite it"
+            f"--out {out} is a non-empty folder without the {MARKER} marker this generator writes; "
+            "refusing to overwrite it (give a new or empty folder)"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise DatasetConfigError(f"--out {out}: {blocking} is a file, not a folder")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir()
-        config: dict[str, dict] = {}
-        for index, name in enumerate(_VIDEO_LAYOUTS):
-            config[name] = _write_video_dataset(tmp, index, name, params)
-        for index, name in enumerate(_IMAGE_LAYOUTS, start=len(_VIDEO_LAYOUTS)):
-            config[name] = _write_image_dataset(tmp, index, name, params)
-        header = (f"# Synthetic VSOD datasets written by libs.datasets.synthetic "
-                  f"(seed {params.seed}, {params.height}x{params.width}).\n"
-                  "# Same layouts and split names as config/datasets.yaml; use with --data set to this "
-                  "folder.\n")
-        (tmp / CONFIG_NAME).write_text(header + yaml.safe_dump(config, sort_keys=False, width=100))
-        (tmp / MARKER).write_text(json.dumps({"version": _VERSION, **asdict(params)}, indent=1) + "\n")
-        if _complete(out, params):
-            shutil.rmtree(tmp)
-            return out / CONFIG_NAME
-        if out.is_dir():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-            shutil.rmtree(old)
-        tmp.rename(out)
-    except BaseException:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temporaries(out)
         shutil.rmtree(tmp, ignore_errors=True)
+        _write(tmp, params)
+        if _complete(out, params):  # written meanwhile by another process
+            shutil.rmtree(tmp)
+        elif out.is_dir():
+            _move_in(tmp, out)
+        else:
+            tmp.rename(out)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a read-only or full disk, no permission
+            reason = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+            raise DatasetConfigError(f"--out {out}: cannot write the synthetic data ({reason})") from exc
         raise
     return out / CONFIG_NAME
 
@@ -435,45 +493,50 @@ def generate_synthetic(out: str | Path, seed: int = 0, height: int = 72, width: 
 # ----------------------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+@allowed("an integer from 16 to 2048")
+def frame_side(text: str) -> int:
+    """argparse type: a frame side in pixels, 16..2048."""
+    value = int(text)
+    if not 16 <= value <= 2048:
+        raise argparse.ArgumentTypeError(f"must be from 16 to 2048 pixels, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     defaults = SyntheticParams()
-    parser = _Parser(prog="python -m libs.datasets.synthetic",
-                     description="Write synthetic VSOD datasets (DAVIS2016/FBMS/VOS/MSRA-B/HKU-IS layouts) "
-                                 "and their datasets.yaml.")
-    parser.add_argument("--out", required=True, help="folder to write (created; replaced if synthetic)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
-    parser.add_argument("--height", type=int, default=defaults.height, help="frame height (default 72)")
-    parser.add_argument("--width", type=int, default=defaults.width, help="frame width (default 96)")
-    parser.add_argument("--videos", type=int, default=defaults.videos,
-                        help="videos per training split; evaluation splits get half (default 3)")
-    parser.add_argument("--frames", type=int, default=defaults.frames,
-                        help="frames per DAVIS2016/FBMS video, +-25%% (default 12)")
-    parser.add_argument("--vos-frames", type=int, default=defaults.vos_frames,
-                        help="frames per VOS video, +-25%%, labelled every 15th (default 46)")
-    parser.add_argument("--images", type=int, default=defaults.images,
-                        help="images per image-dataset train split; val/test get a third (default 24)")
+    parser = ArgumentParser(prog="python -m libs.datasets.synthetic",
+                            description="Write synthetic VSOD datasets (DAVIS2016/FBMS/VOS/MSRA-B/HKU-IS "
+                                        "layouts) and their datasets.yaml.")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to write: new, empty, or one this command wrote (then only its "
+                             "datasets, datasets.yaml and marker are replaced; other files stay)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="N", help="random seed")
+    for side in ("height", "width"):
+        parser.add_argument(f"--{side}", type=frame_side, default=getattr(defaults, side), metavar="PIXELS",
+                            help=f"frame {side} in pixels")
+    parser.add_argument("--videos", type=positive_int, default=defaults.videos, metavar="N",
+                        help="videos per training split; evaluation splits get half")
+    parser.add_argument("--frames", type=positive_int, default=defaults.frames, metavar="N",
+                        help="frames per DAVIS2016/FBMS video, +-25%%")
+    parser.add_argument("--vos-frames", type=positive_int, default=defaults.vos_frames, metavar="N",
+                        help="frames per VOS video, +-25%%, labelled every 15th")
+    parser.add_argument("--images", type=positive_int, default=defaults.images, metavar="N",
+                        help="images per image-dataset train split; val/test get a third")
     args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
+
+    def run() -> None:
+        start = time.perf_counter()
         config = generate_synthetic(args.out, seed=args.seed, height=args.height, width=args.width,
                                     videos=args.videos, frames=args.frames, vos_frames=args.vos_frames,
                                     images=args.images)
-    except (ValueError, OSError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 1
-    files = [p for p in config.parent.rglob("*") if p.is_file()]
-    size = sum(p.stat().st_size for p in files)
-    print(f"synthetic datasets in {config.parent}: {len(files)} files, {size / 1e6:.1f} MB, "
-          f"{time.perf_counter() - start:.1f} s; config {config}")
-    return 0
+        outputs = [config.parent / name for name in OUTPUTS]
+        files = [f for p in outputs for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file()]
+        size = sum(p.stat().st_size for p in files)
+        print(f"synthetic datasets in {config.parent}: {len(files)} files, {size / 1e6:.1f} MB, "
+              f"{time.perf_counter() - start:.1f} s; config {config}")
+
+    return run_command(run, parser.prog)
 
 
 if __name__ == "__main__":

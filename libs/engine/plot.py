@@ -3,14 +3,16 @@
     python -m libs.engine.plot models/checkpoints/video_log.csv [-o curves.png]
 
 draws loss (train and val), validation S-measure / max F-measure and MAE per epoch. The
-PNG is written atomically (`libs.runtime.files.write_atomic`).
+PNG is written atomically (`libs.runtime.files.write_atomic`). A log that cannot be read as
+the trainer writes it is reported as one line naming the file.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from libs.runtime.arguments import ArgumentParser, run_command
+from libs.runtime.errors import UserError, first_line
 from libs.runtime.files import write_atomic
 
 from .logs import read_log
@@ -25,7 +27,11 @@ def plot_log(csv_path: str | Path, out_path: str | Path | None = None, title: st
     from matplotlib.ticker import MaxNLocator
 
     csv_path = Path(csv_path)
-    rows = read_log(csv_path)
+    try:
+        rows = read_log(csv_path)
+    except (ValueError, KeyError, TypeError) as exc:  # cells or columns unlike the trainer's
+        raise UserError(f"{csv_path}: not a training log as the trainer writes it "
+                        f"({first_line(exc)})") from exc
     out = Path(out_path) if out_path is not None else csv_path.with_suffix(".png")
 
     def series(phase: str, key: str) -> tuple[list[int], list[float]]:
@@ -64,19 +70,14 @@ def plot_log(csv_path: str | Path, out_path: str | Path | None = None, title: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: plot a training log."""
-    parser = argparse.ArgumentParser(prog="python -m libs.engine.plot",
-                                     description="Plot the curves of a training CSV log.")
+    """Command line: plot a training log; prints the PNG's path."""
+    parser = ArgumentParser(prog="python -m libs.engine.plot",
+                            description="Plot the curves of a training CSV log.")
     parser.add_argument("log", help="the CSV log (<save-folder>/<prefix>_log.csv)")
-    parser.add_argument("-o", "--out", default=None, help="output PNG (default: the log's name with .png)")
+    parser.add_argument("-o", "--out", default=None, metavar="FILE",
+                        help="output PNG (default: the log's name with .png)")
     args = parser.parse_args(argv)
-    try:
-        out = plot_log(args.log, args.out)
-    except (OSError, ValueError, KeyError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0
+    return run_command(lambda: print(plot_log(args.log, args.out)), parser.prog)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from libs.datasets import DatasetConfigError, get_datasets, get_transforms, use_pseudo_labels
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA
 from libs.datasets.splits import (
     IMAGE_TRAIN_SETS,
     IMAGE_VAL_SETS,
@@ -104,8 +105,8 @@ class RecipeOptions:
     lists. `checkpoint`: a file, or "none" for a fresh initialisation.
     """
 
-    data: str | Path = "data/datasets/"
-    dataset_config: str | Path = "config/datasets.yaml"
+    data: str | Path = DEFAULT_DATA
+    dataset_config: str | Path = DEFAULT_CONFIG
     size: int = 448
     output_stride: int = 16
     clip_len: int | None = None

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.datasets.config import DEFAULT_CONFIG, get_spec, load_dataset_config
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA, get_spec, load_dataset_config
 
 from .errors import EvaluationError
 from .merge import read_results
@@ -32,7 +32,7 @@ class EvaluationRun:
 
     results: list[str] = field(default_factory=list)
     pairs: list[tuple[str, str]] = field(default_factory=list)
-    data: str = "data/datasets"
+    data: str = DEFAULT_DATA
     dataset_config: str | Path = DEFAULT_CONFIG
     labels: str | None = None
     merge: list[str] = field(default_factory=list)

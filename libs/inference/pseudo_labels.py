@@ -32,6 +32,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from flownet2.resample2d import resample2d
 from libs.datasets import DatasetConfigError, get_datasets, get_transforms
+from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA
 from libs.datasets.splits import PSEUDO_LABEL_SETS, DatasetSplits, names_and_splits
 from libs.datasets.video_dataset import VideoClipDataset
 from libs.networks.fgplg import FGPLG, unnormalise
@@ -378,8 +379,8 @@ def load_generator(checkpoint: str | Path, flow: str = "flownet2", output_stride
 class PseudoLabelOptions:
     """What generate_pseudo_labels.py is asked to do (the release's flags and the new ones)."""
 
-    data: str | Path = "data/datasets/"
-    dataset_config: str | Path = "config/datasets.yaml"
+    data: str | Path = DEFAULT_DATA
+    dataset_config: str | Path = DEFAULT_CONFIG
     pseudo_label_folder: str | Path = "data/pseudo-labels"
     checkpoint: str | Path = "models/pseudo_label_generator_5.pth"
     label_interval: int = 5

@@ -12,14 +12,13 @@ back and every tensor compared with the input (names, order, dtype, shape, `torc
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from libs.runtime.errors import UserError, one_line
+from libs.runtime.arguments import ArgumentParser, run_command
 
 from .weights import (
     KEY_ORDER,
@@ -68,24 +67,22 @@ def convert(source: PathLike, target: PathLike, output_stride: int | None = 16) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: IN OUT [--os N]; prints the tensors' count and the metadata written."""
-    parser = argparse.ArgumentParser(prog="python -m libs.networks.convert",
-                                     description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog="python -m libs.networks.convert", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="checkpoint to read (.pth, .pth.tar or .safetensors)")
     parser.add_argument("target", help="file to write: .safetensors, or any other name for torch.save")
     parser.add_argument("--os", dest="output_stride", type=int, choices=(8, 16), default=16,
                         help="output stride recorded for RCRNet checkpoints (the release's is 16)")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         metadata = convert(args.source, args.target, args.output_stride)
         count = len(read_state_dict(args.target))
-    except UserError as exc:
-        print(f"{parser.prog}: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    print(f"{args.target}: {count} tensors, bit-identical to {args.source}")
-    for key, value in metadata.items():
-        shown = f"{len(value.split(','))} names" if key == KEY_ORDER else value
-        print(f"  {key}: {shown}")
-    return 0
+        print(f"{args.target}: {count} tensors, bit-identical to {args.source}")
+        for key, value in metadata.items():
+            shown = f"{len(value.split(','))} names" if key == KEY_ORDER else value
+            print(f"  {key}: {shown}")
+
+    return run_command(run, parser.prog)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from libs.runtime.arguments import ArgumentParser
+from libs.runtime.arguments import ArgumentParser, run_command
 
-from ..config import DEFAULT_CONFIG, DatasetConfigError
+from ..config import DEFAULT_CONFIG, DEFAULT_DATA
 from .check import check
 from .counts import DEFAULT_COUNTS
 from .preparers import PREPARERS, prepare
@@ -23,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("name", choices=list(PREPARERS), help="dataset, as named in the config")
     parser.add_argument("--source", metavar="DOWNLOAD", help="the unpacked official download")
-    parser.add_argument("--data", default="data/datasets", metavar="DIR", help="dataset root")
+    parser.add_argument("--data", default=DEFAULT_DATA, metavar="DIR", help="dataset root")
     parser.add_argument("--copy", action="store_true", help="copy files instead of symlinking them")
     parser.add_argument(
         "--check", action="store_true",
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.check and not args.source:
         parser.error("--source DOWNLOAD is required unless --check")
-    try:
+    def run() -> int:
         if args.source:
             for line in prepare(
                 args.name, args.source, args.data, copy=args.copy, config_path=args.dataset_config
@@ -51,10 +50,6 @@ def main(argv: list[str] | None = None) -> int:
             lines, ok = check(args.name, args.data, config_path=args.dataset_config, counts_path=args.counts)
             print("\n".join(lines))
             return 0 if ok else 1
-    except DatasetConfigError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"{PROG}: error: {err.filename}: {err.strerror}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_command(run, PROG)

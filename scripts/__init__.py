@@ -1,0 +1,1 @@
+"""Reproducible experiments, run from the checkout as `python -m scripts.<name>`."""
