@@ -30,6 +30,7 @@ from libs.engine.trainer import TrainConfig, Trainer, best_model_path, resume_pa
 from libs.evaluation import PAPER_METRICS, evaluate_results, markdown_table
 from libs.inference import InferenceOptions, Predictor, infer_split
 from libs.networks.weights import init_video_from_image
+from libs.runtime.plan import plan_run
 from libs.runtime.session import setup_runtime
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "synthetic"
@@ -63,8 +64,7 @@ def _elapsed(start: float) -> str:
 
 
 def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder: str | Path = DEMO_DIR,
-             settings: DemoSettings = DemoSettings(), progress: bool = True,
-             memory: str = "glibc") -> DemoResult:
+             settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
     """Run the demo (see the module docstring); prints as it goes and returns the scores."""
     start = time.perf_counter()
     folder = Path(folder)
@@ -75,7 +75,7 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
         shutil.rmtree(folder / stale, ignore_errors=True)
     # the demo's numbers (README) are the same on every machine: `auto` would pick by measuring
     precision = "fp32" if precision == "auto" else precision
-    runtime = setup_runtime(device, precision, seed, memory)
+    runtime = setup_runtime(device, seed)
     image_recipe, video_recipe = RECIPES["image"], RECIPES["video"]
     fresh_options = RecipeOptions(data=data, dataset_config=config, size=settings.size, checkpoint="none")
 
@@ -95,7 +95,7 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
     print(f"demo: image stage: RCRNet on synthetic MSRA-B + HKU-IS, {settings.image_epochs} epochs "
           f"({_elapsed(start)})", flush=True)
     train(image_recipe, runtime, train_config("image", settings.image_epochs, settings.image_lr,
-                                              settings.image_batch), fresh_options)
+                                              settings.image_batch), fresh_options, precision=precision)
 
     print(f"demo: video stage: RCRNet+NER on synthetic DAVIS2016 + FBMS + VOS, {settings.video_epochs} "
           f"epochs ({_elapsed(start)})", flush=True)
@@ -103,13 +103,12 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
     init_video_from_image(video_model, best_model_path(folder / "run" / "image", image_recipe.prefix))
     result = train(video_recipe, runtime, train_config("video", settings.video_epochs, settings.video_lr,
                                                        settings.video_batch, eval_first=True),
-                   fresh_options, model=video_model)
+                   fresh_options, model=video_model, precision=precision)
     after = result.best_score
 
     print(f"demo: inference on held-out synthetic videos ({_elapsed(start)})", flush=True)
     best = best_model_path(folder / "run" / "video", video_recipe.prefix)
-    predictor = Predictor.from_checkpoint(best, device=runtime.device, precision=precision,
-                                          memory=memory)
+    predictor = Predictor.from_checkpoint(best, plan_run("inference", runtime.device, precision))
     options = InferenceOptions(results_folder=folder / "results", size=settings.size, num_workers=0,
                                progress=progress)
     scores = {}

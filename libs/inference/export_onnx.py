@@ -30,7 +30,6 @@ from torch import nn
 
 from libs.evaluation.maps import probabilities_to_uint8
 from libs.networks.builders import image_model, video_model
-from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.runtime.errors import UserError, one_line
 
 OPSET = 17
@@ -71,10 +70,9 @@ def build_model(kind: str, checkpoint: str | Path, output_stride: int = 16) -> n
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     builder = image_model if kind == "image" else video_model
-    model = builder(checkpoint, output_stride)
-    # the factored decoder's interpolation bands depend on the frame size as Python numbers,
-    # which a traced graph would freeze: export the resize-then-conv form (the same values)
-    set_exact_upsampled_conv(model, False)
+    # the release's decoder (the builders' default): the factored decoder's interpolation bands
+    # depend on the frame size as Python numbers, which a traced graph would freeze
+    model = builder(checkpoint, output_stride, decoder="release")
     return Saliency(model).eval()
 
 
