@@ -195,8 +195,8 @@ def test_fused_backward_refuses_a_second_pass():
 def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):
     """After libs.inference.optimize.fold_batchnorm (conv1.bn an Identity) the decoder still
     takes the banded inference path, with the same values."""
-    from libs.inference.optimize import fold_batchnorm
     import libs.modules.factored_decoder as module
+    from libs.inference.optimize import fold_batchnorm
 
     fast, slow = _decoder_pair(False)
     assert fold_batchnorm(fast) == 1 and isinstance(fast.conv1.bn, nn.Identity)

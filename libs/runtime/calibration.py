@@ -98,7 +98,7 @@ def _read_cache(path: Path, note: Note | None = None) -> dict[str, object]:
     """The cache's entries ({} when there is no cache; with a `note` when it cannot be read)."""
     try:
         text = path.read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no cache yet (or no folder for one)
         return {}
     except OSError as exc:
         if note is not None:
