@@ -24,6 +24,10 @@ output stride, clip length or other `settings` entry (what the model is trained 
 refused. A resume with nothing left to do (`--epochs` not above the epoch in the file) is
 refused too.
 
+How the steps compute (precision, decoder, layout) is the run's `RunPlan` (`libs.runtime.plan`),
+tuned once before the first epoch (`libs.engine.tuning`) and read by the loop; the model must
+have been built with the plan's decoder.
+
 Determinism: batches are shuffled by a DistributedSampler seeded with the run's seed and
 the epoch (also with one process), DataLoader workers are seeded from a generator seeded
 the same way, and the resume file restores the generators, so a run stopped after any
@@ -50,7 +54,7 @@ from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
 from libs.networks.weights import save_weights
 from libs.runtime.errors import UserError, one_line
-from libs.runtime.files import FileReadError, read_torch_file, remove_stale_temporaries
+from libs.runtime.files import remove_stale_temporaries
 from libs.runtime.plan import RunPlan
 from libs.runtime.session import (
     Runtime,
@@ -67,7 +71,9 @@ from .checkpoints import (
     WEIGHTS_FORMATS,
     backup_path,
     best_model_path,
+    check_resume_settings,
     find_resume_file,
+    read_resume_state,
     resume_path,
 )
 from .logs import RunLogger, log_path
@@ -206,6 +212,8 @@ class Trainer:
         """`plan` tuned on rank 0 (`libs.engine.tuning`), the same on every process; the timing
         draws data and dropout masks, so the run's random streams are restored after it."""
         rt = self.runtime
+        if not plan.auto:
+            return plan
         if rt.is_main:
             states = rng_state()
             steps = len(self._loader(self.train_set, True, 0))
@@ -333,13 +341,7 @@ class Trainer:
 
     def _apply_settings(self, path: Path, saved: dict[str, Any]) -> None:
         """Refuse a resume whose model settings differ; apply and announce a new lr or batch size."""
-        changed = {flag: value for flag, value in self.config.settings.items()
-                   if flag in saved and saved[flag] != value}
-        if changed:
-            theirs = ", ".join(f"{flag} {saved[flag]}" for flag in changed)
-            ours = ", ".join(f"{flag} {value}" for flag, value in changed.items())
-            raise UserError(f"--resume: {path} was trained with {theirs}, this run asks for {ours}; resume "
-                            "with the run's values, or start a new run in another --save-folder")
+        check_resume_settings(path, saved, self.config.settings)
         if "--lr" in saved and saved["--lr"] != self.config.lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr
@@ -373,15 +375,7 @@ class Trainer:
     def load_resume(self, path: str | Path) -> int:
         """Restore a resume file; returns the last completed epoch it holds."""
         path = Path(path)
-        try:
-            state = read_torch_file(path, "resume file")
-        except FileReadError as error:
-            raise UserError(f"--resume: {error}") from None
-        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            raise UserError(f"--resume: {path} is not a resume file written by this training loop")
-        if state.get("prefix") != self.task.prefix:
-            raise UserError(f"--resume: {path} belongs to a {state.get('prefix')!r} run, not "
-                              f"{self.task.prefix!r}")
+        state = read_resume_state(path, self.task.prefix)
         try:
             self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

@@ -40,9 +40,10 @@ def calls_per_candidate() -> int:
     return WARMUP + ROUNDS
 
 
-def affordable(candidates: int, steps: int, share: float = CHOOSING_SHARE) -> bool:
+def affordable(candidates: int, steps: int, share: float | None = None) -> bool:
     """Whether timing `candidates` (each called `calls_per_candidate()` times) costs at most `share`
-    of a pass of `steps` calls of the same work."""
+    (default `CHOOSING_SHARE`) of a pass of `steps` calls of the same work."""
+    share = CHOOSING_SHARE if share is None else share
     return candidates > 1 and candidates * calls_per_candidate() <= share * steps
 
 
