@@ -829,8 +829,8 @@ class CudaCheck:
                              steps_per_epoch=steps, progress=False, tensorboard=False)
         from libs.runtime.plan import plan_run
 
-        trainer = Trainer(make_task(recipe, model), Runtime(device=self.device, seed=0), config, train_set, None,
-                          plan_run("training", self.device, precision))
+        trainer = Trainer(make_task(recipe, model), Runtime(device=self.device, seed=0), config, train_set,
+                          None, plan_run("training", self.device, precision))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
