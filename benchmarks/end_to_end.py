@@ -5,7 +5,7 @@ Rows, timed in alternation over `--rounds` rounds:
 - model only, the faithful float32 eager path (the release's way: `torch.no_grad`, a list of
   frames), on frames already decoded, resized and normalised in memory;
 - model only, the configuration `inference.py` picks by default on this machine
-  (`--precision auto`, measured on the first clip);
+  (`--precision auto`: on a CPU the factored decoder, chosen by its arithmetic);
 - `inference.py --precision fp32` and `inference.py` with its defaults, each a fresh process
   over the folder of frames: reading, resizing, the model, PNG writing. Its own run time
   (what it prints: from building the source to the last PNG) and the process's wall time
