@@ -80,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flow_arguments(parser, None, "NVIDIA's FlowNet2 weights: for --warp-only with flownet2, or "
                                      "--force-flow of a DIS-trained FGPLG onto flownet2")
     add_runtime_arguments(parser, PRECISION_CHOICES, (
-        "FGPLG's saliency network: auto (float32, with BatchNorm folding and channels-last "
-        "where they measure faster on this machine, decided on the first label and cached in "
-        "~/.cache/rcrnet/), fp32 (the release's float32, the model as it is), bf16 or fp16 (autocast "
-        "everywhere: faster where bfloat16 is native, far from fp32); the flow follows --fp16"),
+        "FGPLG's saliency network: auto (the default: float32, with the factored decoder on a CPU, "
+        "fewer operations than the release's resize-then-conv), fp32 (the release's float32, the model "
+        "as it is), bf16 or fp16 (autocast everywhere: faster where bfloat16 is native, far from fp32); "
+        "the flow follows --fp16"),
         resumable=False)
     return parser
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             warp_only=args.warp_only, flow=args.flow, force_flow=args.force_flow,
             flownet_checkpoint=args.flownet_checkpoint, fp16=args.fp16, rgb_max=args.rgb_max,
             precision=args.precision)
-        runtime = setup_runtime(args.device, "fp32", args.seed, args.memory)
+        runtime = setup_runtime(args.device, args.seed)
 
         def progress(batches, total):
             return tqdm(batches, total=total, desc="pseudo-labels", dynamic_ncols=True,

@@ -11,16 +11,17 @@ from pathlib import Path
 from libs.cli import (
     ArgumentParser,
     add_data_arguments,
-    add_memory_argument,
     add_model_arguments,
     exit_process,
     positive_int,
     run_cli,
 )
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
-from libs.inference.predictor import COMPILE_CHOICES, COMPILE_MIN_FRAMES
+from libs.inference.predictor import COMPILE_MIN_FRAMES
 from libs.runtime.errors import UserError
+from libs.runtime.plan import COMPILE_CHOICES, plan_run
 from libs.runtime.precision import PRECISION_CHOICES
+from libs.runtime.session import resolve_device
 
 PROG = "inference.py"
 
@@ -68,15 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     runtime.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                         help="auto (float32, with the factored decoder, BatchNorm folding "
-                              "and channels-last where they measure faster on this machine, decided on the "
-                              "first batch and cached in ~/.cache/rcrnet/), fp32 (the release's float32 "
-                              "computation), bf16 or fp16 (autocast everywhere: faster where bfloat16 is "
-                              "native, far from fp32); see README, Performance")
+                         help="auto (the default: float32, with the factored decoder on a CPU, which is "
+                              "fewer operations than the release's resize-then-conv: the same maps up to "
+                              "rounding), fp32 (the release's float32 computation), bf16 or fp16 (autocast "
+                              "everywhere: faster where bfloat16 is native, far from fp32); see README, "
+                              "Performance")
     runtime.add_argument("--compile", default="auto", choices=COMPILE_CHOICES,
                          help="torch.compile the model: on, off, or auto (for runs of at least "
                               f"{COMPILE_MIN_FRAMES} frames: compiled where it measures faster)")
-    add_memory_argument(runtime)
     return parser
 
 
@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             found = "a folder, not a file" if checkpoint.is_dir() else "no such file"
             raise UserError(f"--checkpoint {checkpoint}: {found} (the release's video_best_model.pth "
                             "goes in models/, see README)")
-        predictor = Predictor.from_checkpoint(checkpoint, args.os, args.device,
-                                              precision=args.precision, compile=args.compile,
-                                              memory=args.memory,
+        plan = plan_run("inference", resolve_device(args.device), args.precision, args.compile)
+        predictor = Predictor.from_checkpoint(checkpoint, plan, args.os,
                                               report=lambda line: print(line, flush=True))
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",
               flush=True)

@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             from libs.demo import run_demo
 
             run_demo(device=args.device, precision=args.precision,
-                     seed=args.seed if args.seed is not None else 0, memory=args.memory)
+                     seed=args.seed if args.seed is not None else 0)
             return 0
         recipe = get_recipe(args.stage)
-        runtime = setup_runtime(args.device, args.precision, args.seed, args.memory)
+        runtime = setup_runtime(args.device, args.seed)
         config = train_config_from_args(
             args,
             lr=args.lr if args.lr is not None else recipe.lr,
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs if args.epochs is not None else recipe.epochs,
         )
         train(recipe, runtime, config, recipe_options_from_args(
-            args, pseudo_label_folder=args.pseudo_label_folder or None))
+            args, pseudo_label_folder=args.pseudo_label_folder or None), precision=args.precision)
         return 0
 
     return run_cli(run, PROG)

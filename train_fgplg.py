@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def run() -> int:
-        runtime = setup_runtime(args.device, args.precision, args.seed, args.memory)
-        train(RECIPES["fgplg"], runtime, train_config_from_args(args), recipe_options_from_args(args))
+        runtime = setup_runtime(args.device, args.seed)
+        train(RECIPES["fgplg"], runtime, train_config_from_args(args), recipe_options_from_args(args),
+              precision=args.precision)
         return 0
 
     return run_cli(run, PROG)

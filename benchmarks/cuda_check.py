@@ -827,8 +827,10 @@ class CudaCheck:
         config = TrainConfig(save_folder=self.work / "train", epochs=1, lr=recipe.lr,
                              batch_size=2 if recipe.clip_len is None else 1, num_workers=0,
                              steps_per_epoch=steps, progress=False, tensorboard=False)
-        trainer = Trainer(make_task(recipe, model), Runtime(device=self.device, precision=precision, seed=0),
-                          config, train_set, None)
+        from libs.runtime.plan import plan_run
+
+        trainer = Trainer(make_task(recipe, model), Runtime(device=self.device, seed=0), config, train_set,
+                          None, plan_run("training", self.device, precision))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -971,9 +973,12 @@ class CudaCheck:
                 with torch.no_grad():
                     return torch.sigmoid(torch.stack(model(list(x.unbind(1))), 1).float())
             return eager
-        options = {"plain": {"fold_bn": False, "channels_last": False}, "channels_last": {"fold_bn": False}}
-        prepared = prepare_model(model, precision, self.device, compile=setting.how == "compile",
-                                 **options.get(setting.how, {}))
+        from libs.runtime.plan import RunPlan
+
+        fold_bn = setting.how not in ("plain", "channels_last")
+        plan = RunPlan(self.device, precision, channels_last=setting.how != "plain", fold_bn=fold_bn,
+                       compile="on" if setting.how == "compile" else "off")
+        prepared = prepare_model(model, plan)
         if setting.how == "compile_graphs":
             compiled = torch.compile(prepared.model, mode="reduce-overhead", dynamic=False)
             prepared = InferenceModel(prepared.model, prepared.precision, self.device, prepared.channels_last,
@@ -1151,7 +1156,9 @@ class CudaCheck:
                  for j in range(0, len(source), batch)]
         if self.device.type == "cuda":
             clips = [c.pin_memory() for c in clips]
-        predictor = Predictor(model, self.device, "video", precision=precision, compile="off")
+        from libs.runtime.plan import plan_run
+
+        predictor = Predictor(model, plan_run("inference", self.device, precision))
         frames = sum(c.shape[0] * c.shape[1] for c in clips)
 
         def model_only() -> None:

@@ -5,7 +5,7 @@ Rows, timed in alternation over `--rounds` rounds:
 - model only, the faithful float32 eager path (the release's way: `torch.no_grad`, a list of
   frames), on frames already decoded, resized and normalised in memory;
 - model only, the configuration `inference.py` picks by default on this machine
-  (`--precision auto`, measured on the first clip);
+  (`--precision auto`: on a CPU the factored decoder, chosen by its arithmetic);
 - `inference.py --precision fp32` and `inference.py` with its defaults, each a fresh process
   over the folder of frames: reading, resizing, the model, PNG writing. Its own run time
   (what it prints: from building the source to the last PNG) and the process's wall time
@@ -22,7 +22,6 @@ configuration (target: at least 80%); the speed-up is over the faithful model-on
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import shutil
 import subprocess
@@ -45,7 +44,8 @@ from benchmarks._common import (
     trained_video_model,
 )
 from libs.inference import Predictor
-from libs.networks import set_exact_upsampled_conv
+from libs.networks import VideoModel
+from libs.runtime.plan import plan_run
 
 
 def video_frames(cache: Path, size: int, frames: int) -> Path:
@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     folder = video_frames(cache, args.size, args.frames)
     clips = load_clips(folder, args.size, args.clip_len)
     frames = clips.shape[0] * clips.shape[1]
-    fast = Predictor(model, "cpu", precision="auto", compile="on" if args.compile == "on" else "off",
-                     report=lambda line: print(line, file=sys.stderr))
+    plan = plan_run("inference", torch.device("cpu"), "auto", "on" if args.compile == "on" else "off")
+    factored = VideoModel(decoder=plan.decoder)
+    factored.load_state_dict(model.state_dict())
+    fast = Predictor(factored, plan, report=lambda line: print(line, file=sys.stderr))
     fast(clips[:1])
-
-    release = copy.deepcopy(model)
-    set_exact_upsampled_conv(release, False)  # the release's resize-then-convolve decoder
+    release = model.eval()  # VideoModel's default: the release's resize-then-convolve decoder
 
     def faithful() -> None:
         with torch.no_grad():
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     default_flags = [] if args.compile == "auto" else ["--compile", args.compile]
     rows = [
         Row("model only, fp32 eager (release way)", faithful, frames, []),
-        Row(f"model only, default (precision auto: {fast.chosen})", default, frames, []),
+        Row(f"model only, default ({fast.plan.name()})", default, frames, []),
         Row("inference.py --precision fp32", script("fp32", ["--precision", "fp32"]), frames, []),
         Row("inference.py (defaults)", script("default", default_flags), frames, []),
     ]

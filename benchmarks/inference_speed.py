@@ -2,7 +2,7 @@
 from float32, measured in one run.
 
 Rows: the faithful float32 eager path (the release's way: its resize-then-convolve decoder,
-`torch.no_grad`, a list of frames), our float32 model as it is (the factored decoder), a
+`torch.no_grad`, a list of frames), float32 with the factored decoder (`--precision auto` on a CPU), a
 clip's frames as one batch (training's `frames_as_batch`), `torch.inference_mode`,
 channels-last, BatchNorm folding, bf16 and fp16 autocast, float32 islands, several clips per
 batch and `torch.compile`, alone and combined. Times are medians over `--rounds` interleaved
@@ -22,7 +22,6 @@ than 2 levels.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +44,8 @@ from benchmarks._common import (
     trained_video_model,
 )
 from libs.inference.optimize import prepare_model
-from libs.networks import set_exact_upsampled_conv
+from libs.networks import VideoModel
+from libs.runtime.plan import RunPlan
 
 
 @dataclass
@@ -61,13 +61,19 @@ class Config:
         return self.predict(clips)
 
 
-def release_way(model: torch.nn.Module, exact_decoder: bool = False,
+def with_decoder(model: torch.nn.Module, decoder: str) -> VideoModel:
+    """A VideoModel built with `decoder` ("release" or "factored") holding `model`'s weights."""
+    built = VideoModel(decoder=decoder)
+    built.load_state_dict(model.state_dict())
+    return built.eval()
+
+
+def release_way(model: torch.nn.Module, factored: bool = False,
                 frames_as_batch: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call);
-    the release's resize-then-convolve decoder unless `exact_decoder`; the release's frame loop
+    the release's resize-then-convolve decoder unless `factored`; the release's frame loop
     unless `frames_as_batch`."""
-    model = copy.deepcopy(model)
-    set_exact_upsampled_conv(model, exact_decoder)
+    model = with_decoder(model, "factored" if factored else "release")
     model.frames_as_batch = frames_as_batch
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
@@ -78,9 +84,13 @@ def release_way(model: torch.nn.Module, exact_decoder: bool = False,
     return predict
 
 
-def prepared(model: torch.nn.Module, precision: str, **options) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`prepare_model(model, precision, **options)`, sigmoid of its float32 logits."""
-    fast = prepare_model(model, precision, "cpu", **options)
+def prepared(model: torch.nn.Module, precision: str, fold_bn: bool = True, channels_last: bool = True,
+             compile: bool = False, float32_modules: tuple[str, ...] = ()) -> Callable:
+    """`prepare_model` of `model` with the factored decoder under a plan of `precision` and these
+    options, sigmoid of its float32 logits."""
+    plan = RunPlan(torch.device("cpu"), precision, "factored", channels_last=channels_last, fold_bn=fold_bn,
+                   compile="on" if compile else "off")
+    fast = prepare_model(with_decoder(model, "factored"), plan, float32_modules)
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(fast(clips))
@@ -107,7 +117,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     """The rows, faithful float32 first."""
     configs = [
         Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
-        Config("fp32 eager, factored decoder (--precision fp32)", release_way(model, exact_decoder=True)),
+        Config("fp32 eager, factored decoder (--precision auto)", release_way(model, factored=True)),
         Config("fp32 eager, a clip's frames as one batch", release_way(model, frames_as_batch=True)),
         Config("fp32 + inference_mode", plain(model, "fp32")),
         Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
@@ -116,7 +126,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
         Config("bf16 + channels_last", plain(model, "bf16", channels_last=True)),
         Config("bf16 + channels_last + BN folded", prepared(model, "bf16")),
         Config("bf16 + channels_last + BN folded, decoder in fp32",
-               prepared(model, "bf16", float32_modules=["backbone.decoder"])),
+               prepared(model, "bf16", float32_modules=("backbone.decoder",))),
         Config("  same, 2 clips per batch", prepared(model, "fp32"), clips_per_batch=2),
     ]
     why_not = fp16_works()

@@ -38,18 +38,19 @@ from benchmarks._common import (
     time_interleaved,
     trained_video_model,
 )
+from libs.inference.label_predictors import fgplg_predictor
 from libs.inference.optimize import inference_context, prepare_model
-from libs.inference.pseudo_labels import fgplg_predictor
 from libs.networks.fgplg import FGPLG
+from libs.runtime.plan import RunPlan, plan_run
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def generator_from(video_model: nn.Module) -> FGPLG:
-    """An FGPLG whose RCRNet is `video_model`'s (extra stem channels zero) and whose FlowNet 2.0
-    has PyTorch's default initialisation."""
+def generator_from(video_model: nn.Module, decoder: str = "release") -> FGPLG:
+    """An FGPLG built with `decoder` whose RCRNet is `video_model`'s (extra stem channels zero) and
+    whose FlowNet 2.0 has PyTorch's default initialisation."""
     torch.manual_seed(0)
-    model = FGPLG()
+    model = FGPLG(decoder=decoder)
     for module in model.flownet.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
             module.reset_parameters()
@@ -79,7 +80,9 @@ def faithful(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
 
 
 def prepared(model: FGPLG, precision: str, flow_half: bool = False) -> Callable[[Inputs], torch.Tensor]:
-    fast = prepare_model(model, precision, "cpu").model
+    """`model` (built with the factored decoder) BatchNorm-folded and channels-last at `precision`."""
+    plan = RunPlan(torch.device("cpu"), precision, "factored", channels_last=True, fold_bn=True)
+    fast = prepare_model(model, plan).model
     fast.flownet.half_precision = flow_half
 
     def predict(inputs: Inputs) -> torch.Tensor:
@@ -90,8 +93,9 @@ def prepared(model: FGPLG, precision: str, flow_half: bool = False) -> Callable[
 
 
 def auto(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
-    """generate_pseudo_labels.py's default: `fgplg_predictor` at precision auto (measured on first call)."""
-    predict = fgplg_predictor(model, "auto", "cpu", report=lambda line: print(line, file=sys.stderr))
+    """generate_pseudo_labels.py's default: `fgplg_predictor` under the plan of precision auto (on a
+    CPU the factored decoder, which `model` must have been built with)."""
+    predict = fgplg_predictor(model, plan_run("inference", torch.device("cpu"), "auto"))
     return lambda inputs: predict(*inputs)
 
 
@@ -104,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup(args)
     print(machine(), file=sys.stderr)
-    model = generator_from(trained_video_model(steps=args.train_steps, size=args.train_size))
+    video = trained_video_model(steps=args.train_steps, size=args.train_size)
+    model, factored = generator_from(video), generator_from(video, "factored")
     batches = clip_batches(synthetic_data(), args.size, clip_len=3, batch=1, training=False)
     samples: list[Inputs] = []
     for _ in range(max(1, args.labels)):
@@ -112,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         samples.append((clip[:, 1], clip[:, 0], clip[:, 2], labels[:, 0], labels[:, 2]))
     configs = [
         Config("fp32 eager (release way)", faithful(model)),
-        Config("fp32 + BN folded + channels-last", prepared(model, "fp32")),
-        Config("precision auto (generate_pseudo_labels.py's default, measured here)", auto(model)),
-        Config("bf16 autocast RCRNet, flow fp32", prepared(model, "bf16")),
+        Config("fp32 + factored decoder + BN folded + channels-last", prepared(factored, "fp32")),
+        Config("precision auto (generate_pseudo_labels.py's default: factored decoder)", auto(factored)),
+        Config("bf16 autocast RCRNet, flow fp32", prepared(factored, "bf16")),
         Config("bf16 autocast RCRNet and FlowNet2 (the release's --fp16 on CPU)",
-               prepared(model, "bf16", flow_half=True)),
+               prepared(factored, "bf16", flow_half=True)),
     ]
     reference: torch.Tensor | None = None
     deviations: dict[str, Deviation] = {}

@@ -1,6 +1,6 @@
 """VideoModel training step time and peak memory: float32 with the release's decoder, float32 with
-the factored decoder (the default) and bf16 autocast, with and without channels-last, measured in
-one run.
+the factored decoder (`--precision auto`'s on a CPU) and bf16 autocast, with and without
+channels-last, measured in one run.
 
 A step is the video recipe's (the release's train.py): train mode with the backbone's BatchNorm frozen,
 forward over one clip, the sum over frames of BCE-with-logits (in float32), backward, Adam.
@@ -26,8 +26,7 @@ import torch.nn.functional as F
 
 from benchmarks._common import ROOT, Row, add_common_arguments, machine, report, setup, time_interleaved
 from libs.inference.optimize import to_channels_last
-from libs.networks import VideoModel, set_exact_upsampled_conv
-from libs.runtime.allocator import keep_freed_memory
+from libs.networks import VideoModel
 from libs.runtime.precision import autocast
 
 # name -> (precision, channels-last, factored decoder)
@@ -41,13 +40,12 @@ CONFIGS = {
 MIB = 2**20
 
 
-def make_step(precision: str, channels_last: bool, exact_decoder: bool, size: int, clip_len: int, batch: int,
+def make_step(precision: str, channels_last: bool, factored: bool, size: int, clip_len: int, batch: int,
               device: str):
-    """A closure doing one training step of a fresh VideoModel (seeded) on a fixed random clip;
-    `exact_decoder` False: the release's resize-then-convolve decoder."""
+    """A closure doing one training step of a fresh VideoModel (seeded) on a fixed random clip, with
+    the factored decoder or (`factored` False) the release's resize-then-convolve decoder."""
     torch.manual_seed(0)
-    model = VideoModel().to(device)
-    set_exact_upsampled_conv(model, exact_decoder)
+    model = VideoModel(decoder="factored" if factored else "release").to(device)
     model.train()
     model.freeze_bn()
     model.frames_as_batch = True  # as the video recipe trains
@@ -113,7 +111,7 @@ def measure_memory(name: str, args: argparse.Namespace) -> float:
 def memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
     command = [sys.executable, "-m", "benchmarks.train_speed", "--memory-of", name, "--size", str(args.size),
                "--clip-len", str(args.clip_len), "--batch", str(args.batch), "--device", args.device,
-               "--threads", str(args.threads), "--memory", args.memory]
+               "--threads", str(args.threads)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"])
 
@@ -124,14 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="clips per step (the release: 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--memory", default="glibc", choices=("glibc", "kept"),
-                        help="glibc's malloc as it is, or freed memory kept in the process "
-                             "(libs/runtime/allocator.py, what --memory kept does in train.py)")
     parser.add_argument("--memory-of", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     setup(args)
-    keep_freed_memory(args.memory == "kept")
     if args.memory_of:
         print(json.dumps({"peak_mib": measure_memory(args.memory_of, args)}))
         return 0
@@ -145,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     table = [[row.name, f"{row.median:.2f}", f"{base / row.median:.2f}x", f"{memory[row.name]:.0f}",
               f"{memory[row.name] / memory[rows[0].name]:.2f}"] for row in rows]
     report(f"VideoModel training step, {args.size}x{args.size}, {args.batch} clip(s) of {args.clip_len}, "
-           f"Adam, malloc: {args.memory}, median of {args.rounds} interleaved rounds",
+           f"Adam, median of {args.rounds} interleaved rounds",
            ["configuration", "s/step", "speed-up", "peak memory (MiB)", "memory ratio"], table)
     return 0
 

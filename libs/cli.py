@@ -33,7 +33,6 @@ from libs.datasets.config import DEFAULT_CONFIG, DEFAULT_DATA, PROJECT_ROOT
 from libs.networks.flow import FLOW_CHOICES
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
 from libs.runtime import arguments
-from libs.runtime.allocator import MEMORY_CHOICES
 from libs.runtime.arguments import (  # noqa: F401  (re-exported: the scripts import them from here)
     ArgumentParser,
     HelpFormatter,
@@ -161,32 +160,22 @@ def add_flow_arguments(parser: argparse.ArgumentParser, flownet_checkpoint: str 
     return flow
 
 
-def add_memory_argument(group: argparse._ArgumentGroup) -> None:
-    """--memory: whether freed memory stays in the process (`libs.runtime.allocator`)."""
-    group.add_argument("--memory", default="auto", choices=MEMORY_CHOICES,
-                       help="auto (on the CPU, keep freed memory for the next pass where that "
-                            "measures faster here than glibc's malloc as it is, timed on the first batch "
-                            "and cached in ~/.cache/rcrnet/), glibc (malloc as it is) or kept (no page "
-                            "faults after the first pass; the resident set stays at the run's peak); "
-                            "the results are the same")
-
-
 def add_runtime_arguments(parser: argparse.ArgumentParser,
                           precision_choices: tuple[str, ...] = PRECISION_CHOICES,
                           precision_help: str | None = None,
                           resumable: bool = True) -> argparse._ArgumentGroup:
-    """--device, --precision, --memory, --seed (`resumable`: the run keeps its seed in a resume file)."""
+    """--device, --precision, --seed (`resumable`: the run keeps its seed in a resume file)."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto",
                        help="auto (CUDA when available), cpu, cuda or cuda:N; under torchrun each process "
                             "takes cuda:LOCAL_RANK")
     group.add_argument("--precision", default="auto", choices=precision_choices,
                        help=precision_help or (
-                           "auto (the fastest of fp32, fp32 + channels-last and bf16 autocast + "
-                           "channels-last, timed on one training step of the first batch and cached in "
-                           "~/.cache/rcrnet/; fp32 unless another is clearly faster), fp32 (the release's "
-                           "float32), bf16 or fp16 (autocast, fp16 with loss scaling)"))
-    add_memory_argument(group)
+                           "auto (float32 with the factored decoder on a CPU; fp32, fp32 + channels-last "
+                           "and, where bfloat16 is native, bf16 autocast + channels-last timed on one "
+                           "training step when that costs at most 5%% of the first epoch, cached in "
+                           "~/.cache/rcrnet/), fp32 (the release's float32), bf16 or fp16 (autocast, fp16 "
+                           "with loss scaling)"))
     group.add_argument("--seed", type=int, default=None, metavar="N",
                        help="seed every random generator and ask PyTorch for deterministic algorithms "
                             "(default: a random seed, printed" + (

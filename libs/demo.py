@@ -38,6 +38,7 @@ from libs.engine.trainer import TrainConfig, Trainer, best_model_path, resume_pa
 from libs.evaluation import PAPER_METRICS, evaluate_results, markdown_table
 from libs.inference import InferenceOptions, Predictor, infer_split
 from libs.networks.weights import init_video_from_image
+from libs.runtime.plan import plan_run
 from libs.runtime.session import setup_runtime
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data" / "synthetic"
@@ -76,8 +77,7 @@ def _stage(name: str, what: str) -> Iterator[None]:
 
 
 def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder: str | Path = DEMO_DIR,
-             settings: DemoSettings = DemoSettings(), progress: bool = True,
-             memory: str = "glibc") -> DemoResult:
+             settings: DemoSettings = DemoSettings(), progress: bool = True) -> DemoResult:
     """Run the demo (see the module docstring); prints as it goes and returns the scores."""
     start = time.perf_counter()
     folder = Path(folder)
@@ -92,7 +92,7 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
         shutil.rmtree(folder / stale, ignore_errors=True)
     # the demo's numbers (README) are the same on every machine: `auto` would pick by measuring
     precision = "fp32" if precision == "auto" else precision
-    runtime = setup_runtime(device, precision, seed, memory)
+    runtime = setup_runtime(device, seed)
     image_recipe, video_recipe = RECIPES["image"], RECIPES["video"]
     fresh_options = RecipeOptions(data=data, dataset_config=config, size=settings.size, checkpoint="none")
 
@@ -112,7 +112,7 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
 
     with _stage("image stage", f"RCRNet on synthetic MSRA-B + HKU-IS, {settings.image_epochs} epochs"):
         train(image_recipe, runtime, train_config("image", settings.image_epochs, settings.image_lr,
-                                                  settings.image_batch), fresh_options)
+                                                  settings.image_batch), fresh_options, precision=precision)
 
     with _stage("video stage",
                 f"RCRNet+NER on synthetic DAVIS2016 + FBMS + VOS, {settings.video_epochs} epochs"):
@@ -120,13 +120,12 @@ def run_demo(device: str = "cpu", precision: str = "fp32", seed: int = 0, folder
         init_video_from_image(video_model, best_model_path(folder / "run" / "image", image_recipe.prefix))
         result = train(video_recipe, runtime, train_config("video", settings.video_epochs, settings.video_lr,
                                                            settings.video_batch, eval_first=True),
-                       fresh_options, model=video_model)
+                       fresh_options, model=video_model, precision=precision)
         after = result.best_score
 
     with _stage("inference", "the best video model on held-out synthetic videos, then scoring"):
         best = best_model_path(folder / "run" / "video", video_recipe.prefix)
-        predictor = Predictor.from_checkpoint(best, device=runtime.device, precision=precision,
-                                              memory=memory)
+        predictor = Predictor.from_checkpoint(best, plan_run("inference", runtime.device, precision))
         options = InferenceOptions(results_folder=folder / "results", size=settings.size, num_workers=0,
                                    progress=progress)
         scores = {}

@@ -43,7 +43,7 @@ def _free_disk(request):
 
 @pytest.fixture(autouse=True, scope="session")
 def _decision_cache(tmp_path_factory):
-    """One cache of measured decisions (`--precision auto`, `--memory auto`) for the whole run:
+    """One cache of measured decisions (`--precision auto`, `--compile auto`) for the whole run:
     scripts run in-process measure each input shape once, and nothing is written to ~/.cache."""
     from libs.runtime.calibration import CACHE_ENV
 
@@ -54,15 +54,6 @@ def _decision_cache(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = saved
-
-
-@pytest.fixture(autouse=True)
-def _glibc_malloc_again():
-    """Scripts run in-process with `--memory auto` may keep freed memory: give it back after each test."""
-    yield
-    from libs.runtime.allocator import keep_freed_memory
-
-    keep_freed_memory(False)
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ def test_inference_speed(cache, capsys):
     assert load("inference_speed").main(argv) == 0
     out = capsys.readouterr().out
     assert "| fp32 eager, no_grad, list of frames (release) |" in out
-    assert "| fp32 eager, factored decoder (--precision fp32) |" in out
+    assert "| fp32 eager, factored decoder (--precision auto) |" in out
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from libs.engine import (
 from libs.engine.plot import plot_log
 from libs.networks.weights import CheckpointError
 from libs.runtime.errors import UserError, one_line
+from libs.runtime.plan import plan_run
 from libs.runtime.session import Runtime, rng_state, set_rng_state, setup_runtime, teardown_runtime
 
 
@@ -79,18 +80,19 @@ class TinyTask(Task):
         return StepOutput(loss, logits, batch["label"])
 
 
-def cpu_runtime(seed: int = 0, precision: str = "fp32") -> Runtime:
-    return setup_runtime("cpu", precision, seed)
+def cpu_runtime(seed: int = 0) -> Runtime:
+    return setup_runtime("cpu", seed)
 
 
 def fit(folder, epochs: int, resume=None, seed: int = 0, workers: int = 0, precision: str = "fp32",
         **kwargs) -> tuple[Trainer, object]:
-    runtime = cpu_runtime(seed, precision)
+    runtime = cpu_runtime(seed)
     torch.manual_seed(123)  # model init, independent of the run's seed
     task = TinyTask(TinyNet())
     config = TrainConfig(save_folder=folder, epochs=epochs, lr=1e-2, batch_size=4, num_workers=workers,
                          resume=resume, progress=False, tensorboard=False, **kwargs)
-    trainer = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1))
+    trainer = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1),
+                      plan_run("training", runtime.device, precision))
     return trainer, trainer.fit()
 
 
@@ -233,7 +235,7 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, out: str) -> None
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     try:
-        runtime = setup_runtime("cpu", "fp32", 3)
+        runtime = setup_runtime("cpu", 3)
         torch.manual_seed(123)
         task = TinyTask(TinyNet())
         config = TrainConfig(save_folder=folder, epochs=2, lr=1e-2, batch_size=2, num_workers=0,
@@ -265,46 +267,66 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 @pytest.mark.parametrize("winner, precision, channels_last", [
     ("fp32", "fp32", False),
-    ("fp32, factored decoder", "fp32", False),
-    ("fp32, factored decoder + channels-last", "fp32", True),
-    ("bf16 autocast + channels-last", "bf16", True),
+    ("fp32, channels-last", "fp32", True),
+    ("bf16 autocast, channels-last", "bf16", True),
 ])
-def test_training_auto_precision_is_the_measured_choice(tmp_path, monkeypatch, capsys, winner, precision,
-                                                        channels_last):
-    """`--precision auto` for training: resolved to fp32, then the trainer times each candidate's step
-    (a fake clock makes `winner` the fastest) and trains with the choice, weights untouched."""
-    from libs.engine import trainer as trainer_module
-    from libs.runtime import calibration
+def test_training_auto_precision_is_the_tuned_choice(tmp_path, monkeypatch, capsys, winner, precision,
+                                                     channels_last):
+    """`--precision auto` for training: the tuner times each candidate's step once (a fake clock makes
+    `winner` the fastest) where that is affordable, and the trainer trains with the choice, weights
+    untouched and the shared runtime unchanged."""
+    from libs.engine import tuning
+    from libs.runtime import calibration, tuner
 
     monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path / "cache"))
-    real = calibration.measured_choice
+    monkeypatch.setattr(tuning, "native_bf16", lambda device: True)
+    monkeypatch.setattr(tuner, "CHOOSING_SHARE", 100.0)  # the tiny epoch may pay for the timing
+    real = calibration.time_alternately
+    timings: list[int] = []
 
-    def rigged(what, candidates, baseline, device="cpu", **kwargs):
+    def clocked(candidates, rounds, warmup, timer=None):
+        timings.append(1)
         order: list[str] = []
         timed = {name: (lambda n=name, run=run: (order.append(n), run())) for name, run in candidates.items()}
         clock = [0.0, False]
 
-        def timer() -> float:
+        def fake() -> float:
             if clock[1]:
                 clock[0] += 0.1 if order[-1] == winner else 1.0
             clock[1] = not clock[1]
             return clock[0]
 
-        return real(what, timed, baseline, device, timer=timer)
+        return real(timed, rounds, warmup, fake)
 
-    monkeypatch.setattr(trainer_module, "measured_choice", rigged)
-    runtime = cpu_runtime(0, "auto")
-    assert runtime.precision == "fp32" and runtime.auto_precision
+    monkeypatch.setattr(calibration, "time_alternately", clocked)
+    runtime = cpu_runtime(0)
     torch.manual_seed(123)
     task = TinyTask(TinyNet())
     before = {k: v.clone() for k, v in task.model.state_dict().items()}
     config = TrainConfig(save_folder=tmp_path / "run", epochs=1, lr=1e-2, batch_size=4, num_workers=0,
                          progress=False, tensorboard=False)
-    trainer = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1))
-    assert runtime.precision == precision
+    auto = plan_run("training", runtime.device)
+    trainer = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1), auto)
+    assert trainer.plan.precision == precision and trainer.plan.channels_last == channels_last
     assert trainer.module.conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert all(torch.equal(before[k], v) for k, v in task.model.state_dict().items())
-    assert f"precision auto: {winner}" in capsys.readouterr().out
+    assert f"training plan: {trainer.plan.name()}" in capsys.readouterr().out
+    assert timings == [1]
+    again = Trainer(task, runtime, config, TinySet(12), TinySet(8, seed=1), auto)
+    assert again.plan.name() == trainer.plan.name() and timings == [1]  # nothing timed twice
+
+
+def test_training_auto_does_not_time_what_the_first_epoch_cannot_pay_for(tmp_path, monkeypatch, capsys):
+    from libs.runtime import calibration
+
+    monkeypatch.setattr(calibration, "time_alternately", lambda *a, **k: pytest.fail("timed"))
+    runtime = cpu_runtime(0)
+    config = TrainConfig(save_folder=tmp_path / "run", epochs=1, lr=1e-2, batch_size=4, num_workers=0,
+                         progress=False, tensorboard=False)
+    trainer = Trainer(TinyTask(TinyNet()), runtime, config, TinySet(12), TinySet(8, seed=1),
+                      plan_run("training", runtime.device))
+    assert trainer.plan.precision == "fp32" and not trainer.plan.channels_last
+    assert "too few to pay for timing" in capsys.readouterr().out
 
 
 def test_video_training_batches_a_clips_frames_with_the_backbone_batchnorm_frozen():

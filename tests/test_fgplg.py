@@ -306,7 +306,7 @@ def test_train_fgplg_with_flownet2_keeps_it_frozen(tmp_path, tiny_videos):
     stem_before = model.backbone.resnet.conv1.weight.detach().clone()
     config = TrainConfig(save_folder=tmp_path, epochs=1, lr=1e-4, num_workers=0, steps_per_epoch=1,
                          progress=False, tensorboard=False)
-    result = train(recipe, setup_runtime("cpu", "fp32", 0), config, options, model=model)
+    result = train(recipe, setup_runtime("cpu", 0), config, options, model=model)
     assert result.last_epoch == 1
     assert all(torch.equal(v, flownet_before[k]) for k, v in model.flownet.state_dict().items())
     assert not torch.equal(model.backbone.resnet.conv1.weight, stem_before)

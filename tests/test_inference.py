@@ -18,6 +18,7 @@ import inference
 from libs.datasets.synthetic import generate_synthetic
 from libs.inference import Predictor, SaliencyWriter, resize_to_original, saliency_to_uint8, save_atomic
 from libs.networks import VideoModel
+from libs.runtime.plan import plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = "32"
@@ -76,7 +77,8 @@ def written(results: Path, name: str) -> dict[str, tuple[int, int]]:
 
 
 def test_release_checkpoint_loads_and_predicts(release_checkpoint):
-    predictor = Predictor.from_checkpoint(release_checkpoint, device="cpu")
+    plan = plan_run("inference", torch.device("cpu"), "fp32")
+    predictor = Predictor.from_checkpoint(release_checkpoint, plan)
     assert predictor.kind == "video"
     probs = predictor(torch.randn(1, 3, 3, 32, 32))
     assert probs.shape == (1, 3, 1, 32, 32) and 0 <= probs.min() and probs.max() <= 1

@@ -11,7 +11,7 @@ from torch import nn
 
 from libs.modules import ConvGRUCell, NonLocalBlock3D
 from libs.modules.resnet import MaxPool2d
-from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel, set_exact_upsampled_conv
+from libs.networks import FGPLG, ImageModel, RCRNet, VideoModel
 
 FC_KEYS = {"backbone.resnet.fc.weight", "backbone.resnet.fc.bias"}
 MODELS = {"image_model": ImageModel, "video_model": VideoModel}
@@ -90,21 +90,28 @@ def test_frames_as_batch_equals_frame_by_frame(reference_model):
     torch.testing.assert_close(batched, frame_by_frame, rtol=0, atol=1e-12)
 
 
+def _resize_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+
+
+def _release_feat_conv(net: RCRNet, x: torch.Tensor):
+    """The release's RCRNet.feat_conv: the backbone's four blocks and ASPP, as its code calls them."""
+    resnet = net.resnet
+    block1 = resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x)))))
+    block2 = resnet.layer2(block1)
+    block3 = resnet.layer3(block2)
+    block4 = resnet.layer4(block3)
+    h = [F.interpolate(net.aspp.imagepool(block4), size=block4.shape[2:], mode="bilinear",
+                       align_corners=False)]
+    h += [stage(block4) for stage in net.aspp.stages.children()]
+    return block1, block2, block3, net.aspp.fire(torch.cat(h, dim=1))
+
+
 def _release_video_forward(model: VideoModel, frames: list[torch.Tensor]) -> list[torch.Tensor]:
     """The release's VideoModel.forward (libs/networks/models.py, with RCRNet.feat_conv and seg_conv of
     libs/networks/rcrnet.py and NONLocalBlock3D of libs/modules/non_local_dot_product.py) transcribed
     call for call onto this project's modules."""
-    net, resnet = model.backbone, model.backbone.resnet
-
-    def feat_conv(x):
-        block1 = resnet.layer1(resnet.maxpool(resnet.relu(resnet.bn1(resnet.conv1(x)))))
-        block2 = resnet.layer2(block1)
-        block3 = resnet.layer3(block2)
-        block4 = resnet.layer4(block3)
-        h = [F.interpolate(net.aspp.imagepool(block4), size=block4.shape[2:], mode="bilinear",
-                           align_corners=False)]
-        h += [stage(block4) for stage in net.aspp.stages.children()]
-        return block1, block2, block3, net.aspp.fire(torch.cat(h, dim=1))
+    net = model.backbone
 
     def non_local(block, x):
         b, c = x.shape[0], block.inter_channels
@@ -115,7 +122,7 @@ def _release_video_forward(model: VideoModel, frames: list[torch.Tensor]) -> lis
         y = torch.matmul(f / f.size(-1), g_x).permute(0, 2, 1).contiguous().view(b, c, *x.shape[2:])
         return block.W(y) + x
 
-    clip_feats = [feat_conv(frame) for frame in frames]
+    clip_feats = [_release_feat_conv(net, frame) for frame in frames]
     feats_time = non_local(model.non_local_block, torch.stack([f[-1] for f in clip_feats], dim=2))
     feat, forward_states = feats_time[:, :, 0], []
     for i in range(len(frames)):
@@ -129,17 +136,25 @@ def _release_video_forward(model: VideoModel, frames: list[torch.Tensor]) -> lis
     feats = torch.stack([torch.tanh(model.bidirection_conv(torch.cat((f, b), dim=1)))
                          for f, b in zip(forward_states, backward_states)], dim=2)
     feats = non_local(model.non_local_block2, feats)
-    def resize(x, like):
-        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
-
     preds = []
     for i, frame in enumerate(frames):
         block1, block2, block3, _ = clip_feats[i]
         x = net.refinement1(block3, feats[:, :, i])
-        x = net.refinement2(block2, resize(x, block2))
-        x = net.refinement3(block1, resize(x, block1))
-        preds.append(net.decoder(resize(x, frame)))
+        x = net.refinement2(block2, _resize_like(x, block2))
+        x = net.refinement3(block1, _resize_like(x, block1))
+        preds.append(net.decoder(_resize_like(x, frame)))
     return preds
+
+
+def _release_image_forward(model: ImageModel, frames: torch.Tensor) -> torch.Tensor:
+    """The release's RCRNet.forward (libs/networks/rcrnet.py: feat_conv, the three refinements with
+    bilinear resizes, then seg_conv on the map resized to the input) transcribed call for call."""
+    net = model.backbone
+    block1, block2, block3, aspp = _release_feat_conv(net, frames)
+    x = net.refinement1(block3, aspp)
+    x = net.refinement2(block2, _resize_like(x, block2))
+    x = net.refinement3(block1, _resize_like(x, block1))
+    return net.decoder(_resize_like(x, frames))
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -148,13 +163,32 @@ def test_float32_video_model_computes_as_the_release_bit_for_bit(reference_model
     frame-by-frame spatial extractor (oneDNN's convs are not batch-invariant), same non-local
     association, same image-pool resize. A trained NER module amplifies any other rounding."""
     model = copy.deepcopy(reference_model("video_model")).float()
-    set_exact_upsampled_conv(model, False)
     size = SIZE_BIT_FOR_BIT
     clip = torch.randn(batch, 3, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = torch.stack(_release_video_forward(model, list(clip.unbind(1))), dim=1)
         ours = model(clip)
     assert torch.equal(ours, expected)
+
+
+def _with_reference_weights(model: nn.Module, name: str, reference_state_dict) -> nn.Module:
+    weights = {k: v for k, v in reference_state_dict(name).items() if k not in FC_KEYS}
+    model.load_state_dict(weights, strict=True)
+    return model.eval()
+
+
+def test_public_constructors_compute_as_the_release_bit_for_bit(reference_state_dict):
+    """`VideoModel()` and `ImageModel()` with no options: float32 logits equal the release's forward
+    (transcribed above) bit for bit, so the builders and torch.hub, which build them so, do too."""
+    generator = torch.Generator().manual_seed(2)
+    video = _with_reference_weights(VideoModel(), "video_model", reference_state_dict)
+    clip = torch.randn(1, 2, 3, SIZE_BIT_FOR_BIT, SIZE_BIT_FOR_BIT, generator=generator)
+    image = _with_reference_weights(ImageModel(), "image_model", reference_state_dict)
+    frames = torch.randn(2, 3, SIZE_BIT_FOR_BIT, SIZE_BIT_FOR_BIT, generator=generator)
+    with torch.no_grad():
+        release_video = torch.stack(_release_video_forward(video, list(clip.unbind(1))), dim=1)
+        assert torch.equal(video(clip), release_video)
+        assert torch.equal(image(frames), _release_image_forward(image, frames))
 
 
 @pytest.mark.parametrize(

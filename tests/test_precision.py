@@ -1,4 +1,5 @@
-"""Precision selection (`auto`'s measured decisions, with a fake clock) and the inference optimisations."""
+"""Run plans (`--precision` resolved once), the tuner's measured decisions (with a fake clock), the
+decision cache's failure modes, and the inference optimisations."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -9,13 +10,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from libs.inference import predictor as predictor_module
 from libs.inference.optimize import Float32Island, fold_batchnorm, optimize_for_inference, prepare_model
-from libs.inference.predictor import AUTO_CANDIDATES
 from libs.modules import Decoder
-from libs.networks import ImageModel, VideoModel, set_exact_upsampled_conv
-from libs.runtime import calibration
+from libs.networks import ImageModel, VideoModel
+from libs.runtime import calibration, tuner
+from libs.runtime.plan import RunPlan, plan_run
 from libs.runtime.precision import PrecisionError, autocast_dtype, resolve_precision
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -116,10 +118,26 @@ def test_precision_names_and_errors():
         resolve_precision("mixed", "cpu")  # the retired checked-decoder precision
 
 
-def test_fp32_is_the_model_itself():
+def test_fp32_and_auto_run_the_model_itself():
     model = ImageModel().eval()
-    assert optimize_for_inference(model, "fp32", "cpu") is model
-    assert optimize_for_inference(model, "auto", "cpu") is model
+    assert optimize_for_inference(model, plan_run("inference", CPU, "fp32")) is model
+    assert optimize_for_inference(model, plan_run("inference", CPU, "auto")) is model
+
+
+def test_plans_are_resolved_by_arithmetic():
+    """fp32 is the release's computation; auto on a CPU is float32 with the factored decoder
+    (fewer operations, not timed); bf16 inference folds BatchNorm and uses channels-last."""
+    assert plan_run("inference", CPU, "fp32").release
+    auto = plan_run("inference", CPU, "auto")
+    assert (auto.precision, auto.decoder, auto.channels_last, auto.fold_bn) == \
+        ("fp32", "factored", False, False)
+    assert "factored decoder" in auto.describe() and "fewer operations" in auto.describe()
+    bf16 = plan_run("inference", CPU, "bf16")
+    assert (bf16.precision, bf16.fold_bn, bf16.channels_last) == ("bf16", True, True)
+    training = plan_run("training", CPU, "bf16")
+    assert (training.decoder, training.channels_last, training.fold_bn) == ("release", True, False)
+    with pytest.raises(PrecisionError):
+        plan_run("inference", CPU, "int8")
 
 
 def _bn_count(model: nn.Module) -> int:
@@ -138,7 +156,7 @@ def test_fold_batchnorm_keeps_the_output():
     with torch.no_grad():
         expected = model(clip)
     bns = _bn_count(model)
-    folded = prepare_model(model, "fp32", "cpu").model
+    folded = prepare_model(model, RunPlan(CPU, fold_bn=True, channels_last=True)).model
     assert _bn_count(folded) == 0
     assert fold_batchnorm(ImageModel().eval()) == bns
     with torch.inference_mode():
@@ -150,7 +168,8 @@ def test_fold_batchnorm_keeps_the_output():
 def test_bf16_autocast_and_float32_islands():
     torch.manual_seed(0)
     model = ImageModel().eval()
-    fast = prepare_model(model, "bf16", "cpu", float32_modules=["backbone.decoder.conv2"])
+    fast = prepare_model(model, RunPlan(CPU, "bf16", fold_bn=True, channels_last=True),
+                         float32_modules=["backbone.decoder.conv2"])
     assert isinstance(fast.model.backbone.decoder.conv2, Float32Island)
     assert fast.model.backbone.decoder.conv2.module.weight.dtype == torch.float32
     frames = torch.randn(2, 3, 64, 64)
@@ -174,38 +193,23 @@ def test_script_defaults_are_auto():
     assert train.build_parser().parse_args(["--precision", "fp32"]).precision == "fp32"
 
 
-def _measured_as(monkeypatch, winner: str) -> None:
-    """Make `measured_choice` pick `winner` (the timer says every other option takes 1 s, it 0.1 s)."""
-    real = calibration.measured_choice
-
-    def rigged(what, candidates, baseline, device="cpu", **kwargs):
-        order: list[str] = []
-        timed = {name: (lambda n=name, run=run: (order.append(n), run())) for name, run in candidates.items()}
-        seconds = {name: 0.1 if name == winner else 1.0 for name in candidates}
-        return real(what, timed, baseline, device, timer=fake_timer(seconds, order), use_cache=False)
-
-    monkeypatch.setattr(predictor_module, "measured_choice", rigged)
-
-
-@pytest.mark.parametrize("winner", list(AUTO_CANDIDATES))
-def test_auto_predictor_runs_the_measured_choice(monkeypatch, winner):
+def test_auto_predictor_runs_the_factored_decoder_without_timing(monkeypatch):
     from libs.inference import Predictor
 
-    _measured_as(monkeypatch, winner)
+    timed: list[str] = []
+    monkeypatch.setattr(calibration, "time_alternately", lambda *a, **k: timed.append("x"))
     torch.manual_seed(0)
-    model = VideoModel().eval()
+    release = VideoModel().eval()
+    model = VideoModel(decoder="factored").eval()
+    model.load_state_dict(release.state_dict())
     clips = torch.randn(1, 2, 3, 48, 48)
-    lines: list[str] = []
-    predictor = Predictor(model, "cpu", precision="auto", report=lines.append)
-    assert predictor.precision == "fp32" and "auto" in predictor.describe()
+    predictor = Predictor(model, plan_run("inference", CPU, "auto"))
     first = predictor(clips)
-    assert predictor.chosen == winner and winner in predictor.describe()
-    assert len(lines) == 1 and lines[0].startswith("precision auto: " + winner)
+    assert not timed and "factored decoder" in predictor.describe()
     decoders = [m for m in predictor._runner.modules() if isinstance(m, Decoder)]
-    assert decoders and all(d.exact_upsampled_conv == AUTO_CANDIDATES[winner]["factored_decoder"]
-                            for d in decoders)
+    assert decoders and all(d.decoder == "factored" for d in decoders)
     with torch.no_grad():
-        expected = torch.sigmoid(model(clips))
+        expected = torch.sigmoid(release(clips))
     torch.testing.assert_close(first, expected, atol=1e-3, rtol=0)
     torch.testing.assert_close(predictor(clips), first, atol=1e-5, rtol=0)
 
@@ -216,9 +220,9 @@ def test_fp32_predictor_is_the_faithful_model():
     torch.manual_seed(0)
     model = VideoModel().eval()
     clips = torch.randn(2, 3, 3, 48, 48)
-    predictor = Predictor(model, "cpu", precision="fp32", compile="auto")
+    predictor = Predictor(model, plan_run("inference", CPU, "fp32", "auto"))
     predictor(clips[:1])
-    assert predictor._runner is model and not predictor.compiled and not predictor.decisions
+    assert predictor._runner is model and not predictor.compiled and predictor.plan.compile == "off"
     with torch.no_grad():
         expected = torch.sigmoid(torch.stack(model(list(clips.unbind(1))), 1))  # the release's call
     assert torch.equal(predictor(clips), expected)
@@ -244,9 +248,101 @@ def test_inference_script_fp32_writes_the_faithful_maps(tmp_path, capsys):
                              str(out), "--size", "32", "-j", "0", "--device", "cpu", "--precision", "fp32"])
     assert status == 0, capsys.readouterr().err
     clip = torch.stack([f["image"] for f in FolderClips(frames, get_transforms(False, 32)["test"], 4)[0]])
-    set_exact_upsampled_conv(model, False)  # the release's decoder, as --precision fp32
     with torch.no_grad():
         probs = torch.sigmoid(torch.stack(model(list(clip[None].unbind(1))), 1))[0, :, 0]
     for index in range(4):
         expected = np.asarray(resize_to_original(saliency_to_uint8(probs[index]), 40, 52))
         assert np.array_equal(np.asarray(Image.open(out / "clip" / f"{index:03d}.png")), expected)
+
+
+# ----------------------------------------------------------------------------- the tuner and its cache
+
+
+def _candidates() -> dict[str, RunPlan]:
+    base = RunPlan(CPU, auto=True, why="test")
+    return {"fp32": base, "fp32, channels-last": base.replace(channels_last=True)}
+
+
+def _work(calls: list[str]):
+    def work(plan: RunPlan):
+        name = "fp32, channels-last" if plan.channels_last else "fp32"
+        return lambda: calls.append(name) or name
+    return work
+
+
+def _tune_with_clock(calls: list[str], notes: list[str], seconds: dict[str, float]) -> tuner.Tuned:
+    real = calibration.time_alternately
+
+    def clocked(candidates, rounds, warmup, timer=None):
+        return real(candidates, rounds, warmup, fake_timer(seconds, calls))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(calibration, "time_alternately", clocked)
+        return tuner.tune("what", _candidates(), "fp32", _work(calls), note=notes.append)
+
+
+def test_tuner_keeps_the_chosen_output_and_says_why():
+    calls: list[str] = []
+    tuned = _tune_with_clock(calls, [], {"fp32": 1.0, "fp32, channels-last": 0.5})
+    assert tuned.plan.channels_last and tuned.output == "fp32, channels-last"
+    assert "2.00x fp32" in tuned.plan.describe() and "measured now" in tuned.plan.describe()
+    assert calls.count("fp32") == tuner.calls_per_candidate()
+
+
+def test_nothing_is_timed_twice(monkeypatch):
+    """A decision is timed once per machine and input: the second run of the same job reads it
+    from the cache and calls no candidate and no clock."""
+    calls: list[str] = []
+    _tune_with_clock(calls, [], {"fp32": 1.0, "fp32, channels-last": 0.5})
+    timed = len(calls)
+    again = tuner.tune("what", _candidates(), "fp32", _work(calls), note=pytest.fail)
+    assert len(calls) == timed and again.decision.cached and again.output is None
+    assert again.plan.channels_last and "cached measurement" in again.plan.describe()
+
+
+def test_affordable_timing_is_at_most_the_share_of_a_pass():
+    per = tuner.calls_per_candidate()
+    assert tuner.affordable(2, int(2 * per / tuner.CHOOSING_SHARE))
+    assert not tuner.affordable(2, int(2 * per / tuner.CHOOSING_SHARE) - 1)
+    assert not tuner.affordable(1, 10**6)
+
+
+@pytest.mark.parametrize("content, said", [
+    ("{not json", "not a JSON object"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"KEY": {"choice": "bf16 everywhere", "baseline": "fp32", "ratios": {}}}', "not a decision"),
+    ('{"KEY": {"choice": "fp32", "baseline": "fp32", "ratios": {"fp32": "fast"}}}', "not a decision"),
+    ('{"KEY": 3}', "not a decision"),
+])
+def test_corrupt_cache_or_entry_is_measured_again_with_one_note(decision_cache, content, said):
+    key = calibration.machine_key(CPU, "what")
+    decision_cache.parent.mkdir(parents=True, exist_ok=True)
+    decision_cache.write_text(content.replace("KEY", key))
+    calls: list[str] = []
+    notes: list[str] = []
+    tuned = _tune_with_clock(calls, notes, {"fp32": 1.0, "fp32, channels-last": 0.5})
+    assert tuned.plan.channels_last and not tuned.decision.cached and calls
+    assert len(notes) == 1 and said in notes[0] and str(decision_cache) in notes[0]
+    again = tuner.tune("what", _candidates(), "fp32", _work(calls), note=pytest.fail)
+    assert again.decision.cached  # the measurement replaced the bad cache
+
+
+def test_unwritable_cache_is_measured_with_one_note(decision_cache):
+    decision_cache.parent.parent.mkdir(parents=True, exist_ok=True)
+    decision_cache.parent.write_text("a file where the cache folder should be")
+    calls: list[str] = []
+    notes: list[str] = []
+    tuned = _tune_with_clock(calls, notes, {"fp32": 1.0, "fp32, channels-last": 2.0})
+    assert tuned.plan == _candidates()["fp32"].replace(why=tuned.plan.why) and calls
+    assert len(notes) == 1 and "cannot be written" in notes[0] and "measures again" in notes[0]
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(calibration.CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert calibration.cache_path() == tmp_path / "xdg" / "rcrnet" / calibration.CACHE_FILE
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert calibration.cache_path() == tmp_path / "home" / ".cache" / "rcrnet" / calibration.CACHE_FILE
+    monkeypatch.setenv(calibration.CACHE_ENV, str(tmp_path / "mine"))
+    assert calibration.cache_path() == tmp_path / "mine" / calibration.CACHE_FILE

@@ -37,6 +37,7 @@ from libs.datasets.splits import (
     DatasetSplits,
     names_and_splits,
 )
+from libs.modules import RELEASE_DECODER
 from libs.networks import FGPLG, ImageModel, VideoModel
 from libs.networks.sizes import check_frame_size
 from libs.networks.weights import (
@@ -50,6 +51,7 @@ from libs.networks.weights import (
     read_state_dict,
 )
 from libs.runtime.errors import UserError
+from libs.runtime.plan import plan_run
 from libs.runtime.session import Runtime
 
 from .tasks import FGPLGTask, ImageSaliencyTask, Task, VideoSaliencyTask
@@ -188,8 +190,8 @@ def _flownet_file(options: RecipeOptions) -> Path | None:
 
 
 def _build_video(options: RecipeOptions, checkpoint: str | Path | None,
-                 start_epoch: int) -> tuple[nn.Module, str]:
-    model = VideoModel(output_stride=options.output_stride, ner_init=options.ner_init)
+                 start_epoch: int, decoder: str) -> tuple[nn.Module, str]:
+    model = VideoModel(output_stride=options.output_stride, ner_init=options.ner_init, decoder=decoder)
     if _is_none(checkpoint):
         return model, "VideoModel: fresh initialisation (no checkpoint)"
     path = _checkpoint_file(checkpoint, RECIPES["video"])
@@ -202,8 +204,8 @@ def _build_video(options: RecipeOptions, checkpoint: str | Path | None,
 
 
 def _build_image(options: RecipeOptions, checkpoint: str | Path | None,
-                 start_epoch: int) -> tuple[nn.Module, str]:
-    model = ImageModel(output_stride=options.output_stride)
+                 start_epoch: int, decoder: str) -> tuple[nn.Module, str]:
+    model = ImageModel(output_stride=options.output_stride, decoder=decoder)
     if checkpoint is not None and _is_none(checkpoint):
         return model, "ImageModel: fresh initialisation (no checkpoint)"
     if checkpoint is None:
@@ -221,11 +223,11 @@ def _build_image(options: RecipeOptions, checkpoint: str | Path | None,
 
 
 def _build_fgplg(options: RecipeOptions, checkpoint: str | Path | None,
-                 start_epoch: int) -> tuple[nn.Module, str]:
+                 start_epoch: int, decoder: str) -> tuple[nn.Module, str]:
     flow = options.flow
     try:
         model = FGPLG(output_stride=options.output_stride, flow=flow, rgb_max=options.rgb_max,
-                      fp16=options.flow_fp16)
+                      fp16=options.flow_fp16, decoder=decoder)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if _is_none(checkpoint):
@@ -261,7 +263,7 @@ _BUILDERS = {"video": _build_video, "image": _build_image, "fgplg": _build_fgplg
 
 
 def build_model(recipe: Recipe, options: RecipeOptions = RecipeOptions(), start_epoch: int = 0,
-                log: bool = True) -> nn.Module:
+                log: bool = True, decoder: str = RELEASE_DECODER) -> nn.Module:
     """The recipe's model with its initial weights (`options.checkpoint`, default the recipe's).
 
     video: an ImageModel file (backbone loaded, NER fresh, the release's start) or a VideoModel
@@ -269,10 +271,11 @@ def build_model(recipe: Recipe, options: RecipeOptions = RecipeOptions(), start_
     torchvision's ImageNet ResNet-50; a file is torchvision's resnet50 state dict or an
     ImageModel checkpoint (fine-tuning; required with `start_epoch` > 0). fgplg: an ImageModel
     file (stem widened to 7 channels, FlowNet2 from `options.flownet_checkpoint`) or an FGPLG
-    file (everything; the release's restore). "none": fresh initialisation.
+    file (everything; the release's restore). "none": fresh initialisation. `decoder`: "release"
+    (the default) or "factored" (the factored decoder), as the run's plan says.
     """
     checkpoint = options.checkpoint if options.checkpoint is not None else recipe.checkpoint
-    model, said = _BUILDERS[recipe.name](options, checkpoint, start_epoch)
+    model, said = _BUILDERS[recipe.name](options, checkpoint, start_epoch, decoder)
     if log:
         print(said, flush=True)
     return model
@@ -299,8 +302,11 @@ def make_task(recipe: Recipe, model: nn.Module) -> Task:
 
 
 def train(recipe: Recipe, runtime: Runtime, config: TrainConfig, options: RecipeOptions = RecipeOptions(),
-          model: nn.Module | None = None) -> FitResult:
-    """Build the datasets, the model (unless given) and the task of `recipe`, then train."""
+          model: nn.Module | None = None, precision: str = "fp32") -> FitResult:
+    """Resolve the run's plan (`--precision`, `libs.runtime.plan`), build the datasets, the model
+    (unless given: then it must have been built with the plan's decoder) and the task of
+    `recipe`, then train."""
+    plan = plan_run("training", runtime.device, precision)
     check_frame_size(options.size, options.size)
     if recipe.name == "image" and config.batch_size < 2:
         raise UserError(f"--batch-size {config.batch_size}: the image stage trains BatchNorm, and the "
@@ -317,8 +323,9 @@ def train(recipe: Recipe, runtime: Runtime, config: TrainConfig, options: Recipe
         if config.resume is not None:
             # every weight (FlowNet2's too) comes from the resume file: no checkpoint is read
             fresh = replace(options, checkpoint=NO_CHECKPOINT, flownet_checkpoint=NO_CHECKPOINT)
-            model = build_model(recipe, fresh, log=False)
+            model = build_model(recipe, fresh, log=False, decoder=plan.decoder)
         else:
-            model = build_model(recipe, options, config.start_epoch, log=runtime.is_main)
-    trainer = Trainer(make_task(recipe, model), runtime, config, train_set, val_set)
+            model = build_model(recipe, options, config.start_epoch, log=runtime.is_main,
+                                decoder=plan.decoder)
+    trainer = Trainer(make_task(recipe, model), runtime, config, train_set, val_set, plan)
     return trainer.fit()

@@ -121,8 +121,8 @@ class VideoSaliencyTask(Task):
     def set_train_mode(self, model: nn.Module) -> None:
         model.train()
         model.freeze_bn()
-        # a clip's frames as one batch: a video step at 256x256 took 3.34 s against 3.60 s for the
-        # release's frame loop (AMD EPYC, 2 threads); the BatchNorm is frozen, so only rounding differs
+        # a clip's frames as one batch, faster a step than the release's frame loop; the BatchNorm
+        # is frozen, so only rounding differs
         model.frames_as_batch = True
 
     def step(self, model: nn.Module, batch: Any) -> StepOutput:

@@ -24,6 +24,10 @@ output stride, clip length or other `settings` entry (what the model is trained 
 refused. A resume with nothing left to do (`--epochs` not above the epoch in the file) is
 refused too.
 
+How the steps compute (precision, decoder, layout) is the run's `RunPlan` (`libs.runtime.plan`),
+tuned once before the first epoch (`libs.engine.tuning`) and read by the loop; the model must
+have been built with the plan's decoder.
+
 Determinism: batches are shuffled by a DistributedSampler seeded with the run's seed and
 the epoch (also with one process), DataLoader workers are seeded from a generator seeded
 the same way, and the resume file restores the generators, so a run stopped after any
@@ -31,11 +35,10 @@ epoch and resumed ends with the same weights as one that never stopped.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +52,10 @@ from tqdm import tqdm
 from libs.evaluation.maps import probabilities_to_uint8
 from libs.evaluation.metrics import VALIDATION_METRICS, SaliencyMetrics
 from libs.modules import to_channels_last
-from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.weights import save_weights
-from libs.runtime.allocator import KEPT, choose_memory, keep_freed_memory
-from libs.runtime.calibration import measured_choice
 from libs.runtime.errors import UserError, one_line
-from libs.runtime.files import FileReadError, read_torch_file, remove_stale_temporaries
-from libs.runtime.precision import autocast
+from libs.runtime.files import remove_stale_temporaries
+from libs.runtime.plan import RunPlan
 from libs.runtime.session import (
     Runtime,
     all_reduce_sum,
@@ -66,28 +66,19 @@ from libs.runtime.session import (
     set_rng_state,
 )
 
+from .checkpoints import (
+    RESUME_FORMAT,
+    WEIGHTS_FORMATS,
+    backup_path,
+    best_model_path,
+    check_resume_settings,
+    find_resume_file,
+    read_resume_state,
+    resume_path,
+)
 from .logs import RunLogger, log_path
 from .tasks import StepOutput, Task
-
-RESUME_FORMAT = "rcrnet-resume-1"
-
-
-WEIGHTS_FORMATS = ("pth", "safetensors")
-
-
-def best_model_path(save_folder: str | Path, prefix: str, weights_format: str = "pth") -> Path:
-    """`<save-folder>/<prefix>_current_best_model.pth` (the release's name; `.safetensors` if asked)."""
-    return Path(save_folder) / f"{prefix}_current_best_model.{weights_format}"
-
-
-def backup_path(save_folder: str | Path, prefix: str, epoch: int, weights_format: str = "pth") -> Path:
-    """`<save-folder>/<prefix>_epoch-N.pth` (the release's name; `.safetensors` if asked)."""
-    return Path(save_folder) / f"{prefix}_epoch-{epoch}.{weights_format}"
-
-
-def resume_path(save_folder: str | Path, prefix: str) -> Path:
-    """`<save-folder>/<prefix>_resume.pth`: everything `--resume` needs."""
-    return Path(save_folder) / f"{prefix}_resume.pth"
+from .tuning import tune_training
 
 
 @dataclass
@@ -186,33 +177,11 @@ def score_frames(metrics: SaliencyMetrics, logits: torch.Tensor, labels: torch.T
         metrics.step(pred[0].numpy(), gt[0].numpy())
 
 
-# `--precision auto`'s training candidates: name -> (precision, channels-last, factored decoder);
-# the first is `--precision fp32`'s computation, the release's, and the baseline
-PLAIN_TRAINING = "fp32"
-TRAINING_CANDIDATES: dict[str, tuple[str, bool, bool]] = {
-    PLAIN_TRAINING: ("fp32", False, False),
-    "fp32, factored decoder": ("fp32", False, True),
-    "fp32, factored decoder + channels-last": ("fp32", True, True),
-    "bf16 autocast + channels-last": ("bf16", True, False),
-}
-
-
-def _shapes(batch: Any) -> str:
-    """The shapes of a batch's tensors, for the calibration cache's key."""
-    if isinstance(batch, torch.Tensor):
-        return "x".join(map(str, batch.shape))
-    if isinstance(batch, dict):
-        return "{" + ",".join(f"{k}:{_shapes(v)}" for k, v in batch.items() if _shapes(v)) + "}"
-    if isinstance(batch, (list, tuple)):
-        return "[" + ",".join(_shapes(v) for v in batch) + "]"
-    return ""
-
-
 class Trainer:
     """Trains `task.model` on `train_set`, validating on `val_set` after every epoch."""
 
     def __init__(self, task: Task, runtime: Runtime, config: TrainConfig, train_set: Dataset,
-                 val_set: Dataset | None) -> None:
+                 val_set: Dataset | None, plan: RunPlan | None = None) -> None:
         config.check()
         self.task = task
         self.runtime = runtime
@@ -220,21 +189,16 @@ class Trainer:
         self.train_set = train_set
         self.val_set = val_set
         self.save_folder = Path(config.save_folder)
-        # resolved first: a missing resume file fails before the minutes of measuring below
-        self.resume_file = self._resume_file()
+        # resolved first: a missing resume file fails before any measuring below
+        self.resume_file = find_resume_file(config.resume, self.save_folder, task.prefix)
         self.module: nn.Module = task.model.to(runtime.device)
-        # an explicit --precision computes as the release does (resize, then the decoder's conv)
-        channels_last, factored = runtime.precision != "fp32", False
-        if runtime.auto_precision:
-            runtime.precision, channels_last, factored = self._measured_precision()
-        set_exact_upsampled_conv(self.module, factored)
-        self._choose_memory(runtime.precision, channels_last, factored)
-        if channels_last:
-            # channels-last convs (oneDNN and cuDNN then skip a layout reorder of every
-            # activation; about 2x faster bf16 training steps on a CPU, README "Performance")
+        self.plan = self._tuned(plan if plan is not None else RunPlan(runtime.device))
+        runtime.print(f"training plan: {self.plan.describe()}")
+        if self.plan.channels_last:
+            # channels-last convs (oneDNN and cuDNN then skip a layout reorder of every activation)
             to_channels_last(getattr(self.module, "backbone", self.module))
         self.optimizer = task.make_optimizer(config.lr)
-        self.scaler = runtime.grad_scaler()
+        self.scaler = self.plan.grad_scaler()
         self.model: nn.Module = self.module
         if runtime.distributed:
             ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -244,69 +208,24 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.logger: RunLogger | None = None
 
-    # ------------------------------------------------------------------ precision auto
-
-    def _measured_precision(self) -> tuple[str, bool, bool]:
-        """`--precision auto` for training: (precision, channels-last, factored decoder), the
-        fastest of `TRAINING_CANDIDATES` on one training step of the first batch, measured on
-        rank 0 (or cached, `libs.runtime.calibration`); fp32 unless another is clearly faster."""
+    def _tuned(self, plan: RunPlan) -> RunPlan:
+        """`plan` tuned on rank 0 (`libs.engine.tuning`), the same on every process; the timing
+        draws data and dropout masks, so the run's random streams are restored after it."""
         rt = self.runtime
-        choice = PLAIN_TRAINING
-        if rt.is_main:
-            # the measurement draws data and dropout masks: the run's random streams must not see it
-            states = rng_state()
-            batch = to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
-            candidates = {name: self._timed_step(batch, precision, channels_last, factored)
-                          for name, (precision, channels_last, factored) in TRAINING_CANDIDATES.items()
-                          if precision != "bf16" or rt.device.type != "cuda"
-                          or torch.cuda.is_bf16_supported()}
-            decision = measured_choice(f"training {type(self.task).__name__} {_shapes(batch)}", candidates,
-                                       PLAIN_TRAINING, rt.device)
-            rt.print(f"precision auto: {decision.describe()}")
-            choice = decision.choice
-            set_rng_state(states)
-        return TRAINING_CANDIDATES[broadcast_object(rt, choice)]
-
-    def _choose_memory(self, precision: str, channels_last: bool, factored: bool) -> None:
-        """`--memory`: kept or glibc as told; auto measures one training step of the first batch
-        at the chosen precision under both, on rank 0 (or cached, `libs.runtime.allocator`)."""
-        rt = self.runtime
-        if rt.memory != "auto":
-            keep_freed_memory(rt.memory == "kept")
-            return
-        choice = "glibc"
+        if not plan.auto:
+            return plan
         if rt.is_main:
             states = rng_state()
-            batch = to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
-            step = self._timed_step(batch, precision, channels_last, factored)
-            what = f"training {type(self.task).__name__} {_shapes(batch)} {precision}" \
-                   f"{' channels-last' if channels_last else ''}{' factored' if factored else ''}"
-            decision = choose_memory("auto", what, step, rt.device)
-            if decision.ratios:
-                rt.print(f"memory auto: {decision.describe()}")
-            choice = "kept" if decision.choice == KEPT else "glibc"
+            steps = len(self._loader(self.train_set, True, 0))
+            if self.config.steps_per_epoch is not None:
+                steps = min(steps, self.config.steps_per_epoch)
+            def first_batch() -> Any:
+                return to_device(next(iter(self._loader(self.train_set, True, 0))), rt.device)
+
+            plan = tune_training(plan, self.task, self.module, first_batch, steps,
+                                 lambda line: rt.print(f"note: {line}"))
             set_rng_state(states)
-        keep_freed_memory(broadcast_object(rt, choice) == "kept")
-
-    def _timed_step(self, batch: Any, precision: str, channels_last: bool,
-                    factored: bool) -> Callable[[], None]:
-        """One forward and backward pass of a copy of the model at `precision` (weights untouched)."""
-        model = copy.deepcopy(self.module)
-        set_exact_upsampled_conv(model, factored)
-        if channels_last:
-            to_channels_last(getattr(model, "backbone", model))
-
-        def step() -> None:
-            model.train()
-            self.task.set_train_mode(model)
-            model.zero_grad(set_to_none=True)
-            with autocast(precision, self.runtime.device):
-                out = self.task.step(model, batch)
-            out.loss.backward()
-            if self.runtime.device.type == "cuda":
-                torch.cuda.synchronize(self.runtime.device)
-
-        return step
+        return broadcast_object(rt, plan)
 
     # ------------------------------------------------------------------ data
 
@@ -333,7 +252,7 @@ class Trainer:
                     disable=None if (self.runtime.is_main and self.config.progress) else True)
 
     def _forward(self, model: nn.Module, batch: Any) -> StepOutput:
-        with self.runtime.autocast():
+        with self.plan.autocast():
             out = self.task.step(model, to_device(batch, self.runtime.device))
         if not isinstance(out, StepOutput):
             raise TypeError(f"{type(self.task).__name__}.step must return a StepOutput")
@@ -422,13 +341,7 @@ class Trainer:
 
     def _apply_settings(self, path: Path, saved: dict[str, Any]) -> None:
         """Refuse a resume whose model settings differ; apply and announce a new lr or batch size."""
-        changed = {flag: value for flag, value in self.config.settings.items()
-                   if flag in saved and saved[flag] != value}
-        if changed:
-            theirs = ", ".join(f"{flag} {saved[flag]}" for flag in changed)
-            ours = ", ".join(f"{flag} {value}" for flag, value in changed.items())
-            raise UserError(f"--resume: {path} was trained with {theirs}, this run asks for {ours}; resume "
-                            "with the run's values, or start a new run in another --save-folder")
+        check_resume_settings(path, saved, self.config.settings)
         if "--lr" in saved and saved["--lr"] != self.config.lr:
             for group in self.optimizer.param_groups:
                 group["lr"] = self.config.lr
@@ -459,30 +372,10 @@ class Trainer:
             }, path)
         return path
 
-    def _resume_file(self) -> Path | None:
-        """The file --resume names (`auto`: this run's own), checked to exist; None without --resume."""
-        if self.config.resume is None:
-            return None
-        path = Path(self.config.resume)
-        if str(self.config.resume) == "auto":
-            path = resume_path(self.save_folder, self.task.prefix)
-        if not path.is_file():
-            raise UserError(f"--resume: no resume file at {path} (it is written after every epoch "
-                            f"as {resume_path('<save-folder>', self.task.prefix).name})")
-        return path
-
     def load_resume(self, path: str | Path) -> int:
         """Restore a resume file; returns the last completed epoch it holds."""
         path = Path(path)
-        try:
-            state = read_torch_file(path, "resume file")
-        except FileReadError as error:
-            raise UserError(f"--resume: {error}") from None
-        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-            raise UserError(f"--resume: {path} is not a resume file written by this training loop")
-        if state.get("prefix") != self.task.prefix:
-            raise UserError(f"--resume: {path} belongs to a {state.get('prefix')!r} run, not "
-                              f"{self.task.prefix!r}")
+        state = read_resume_state(path, self.task.prefix)
         try:
             self.module.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

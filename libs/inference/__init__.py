@@ -1,7 +1,7 @@
 """Inference: a predictor over clips, clip sources (benchmark split, frame folder, video
 file), atomic background PNG writing, the runs inference.py and the demo use, pseudo-label
-generation (generate_pseudo_labels.py), and the inference speed-ups (BatchNorm folding,
-channels-last, torch.compile; `--precision auto`'s measured choice).
+generation (generate_pseudo_labels.py), and the inference speed-ups a run's plan asks for
+(BatchNorm folding, channels-last, autocast, torch.compile; `libs.runtime.plan`).
 
 See README.md, "Inference".
 """

@@ -36,7 +36,6 @@ from torch import nn
 
 from libs.evaluation.maps import probabilities_to_uint8
 from libs.networks.builders import image_model, video_model
-from libs.networks.rcrnet import set_exact_upsampled_conv
 from libs.networks.sizes import MIN_FRAME_SIZE, WHY_MIN_FRAME_SIZE
 from libs.runtime.arguments import ArgumentParser, int_at_least, positive_int, run_command
 from libs.runtime.errors import UserError
@@ -81,10 +80,9 @@ def build_model(kind: str, checkpoint: str | Path, output_stride: int = 16) -> n
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     builder = image_model if kind == "image" else video_model
-    model = builder(checkpoint, output_stride)
-    # the factored decoder's interpolation bands depend on the frame size as Python numbers,
-    # which a traced graph would freeze: export the resize-then-conv form (the same values)
-    set_exact_upsampled_conv(model, False)
+    # the release's decoder (the builders' default): the factored decoder's interpolation bands
+    # depend on the frame size as Python numbers, which a traced graph would freeze
+    model = builder(checkpoint, output_stride, decoder="release")
     return Saliency(model).eval()
 
 

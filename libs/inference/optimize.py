@@ -1,9 +1,10 @@
 """Faster inference for RCRNet models (ImageModel, VideoModel, FGPLG): BatchNorm folding,
 channels-last convs, reduced precision and `torch.compile`.
 
-`optimize_for_inference(model, precision, device)` returns the model to call. With precision
-`fp32` (and no compilation) that is the model itself, untouched: the faithful path.
-Otherwise it is an `InferenceModel` wrapping a changed copy:
+`optimize_for_inference(model, plan)` returns the model to call under a `RunPlan`
+(`libs.runtime.plan`). When the plan is the release's computation that is the model itself,
+untouched: the faithful path. Otherwise it is an `InferenceModel` wrapping a changed copy (the
+decoder is the model's own, chosen when it was built from `plan.decoder`):
 
 - BatchNorm layers that follow a conv are folded into the conv (eval-mode running
   statistics, in float32).
@@ -27,8 +28,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from libs.modules import DilatedResNet50, to_channels_last
 from libs.modules.resnet import Bottleneck
-from libs.networks.rcrnet import set_exact_upsampled_conv
-from libs.runtime.precision import autocast, autocast_off, resolve_precision
+from libs.runtime.plan import RunPlan
+from libs.runtime.precision import autocast, autocast_off
 
 
 class Float32Island(nn.Module):
@@ -130,51 +131,33 @@ def inference_context(precision: str, device: torch.device | str) -> Iterator[No
         yield
 
 
-def prepare_model(model: nn.Module, precision: str, device: torch.device | str = "cpu", *,
-                  fold_bn: bool = True, channels_last: bool = True, factored_decoder: bool = True,
-                  float32_modules: Sequence[str] = (), compile: bool = False) -> InferenceModel:
-    """A copy of `model` (eval mode, on `device`) changed for speed, as an `InferenceModel`.
-
-    `precision`: fp32, bf16 or fp16 (auto resolved for `device`); `fold_bn`: BatchNorm
-    folded into the convs; `channels_last`: channels-last convs; `factored_decoder`: RCRNet's
-    decoder convolves without forming the upsampled map (False: the release's resize, then
-    conv); `float32_modules`: submodules kept in float32 under bf16/fp16 autocast; `compile`:
-    `torch.compile` (on CPU with inductor's weight freezing).
-    """
-    device = torch.device(device)
-    precision = resolve_precision(precision, device)
-    fast = copy.deepcopy(model).eval()
-    set_exact_upsampled_conv(fast, factored_decoder)
-    if fold_bn:
+def prepare_model(model: nn.Module, plan: RunPlan, float32_modules: Sequence[str] = ()) -> InferenceModel:
+    """A copy of `model` (eval mode, on the plan's device) changed as `plan` says, as an
+    `InferenceModel`: BatchNorm folded into the convs (`plan.fold_bn`), channels-last convs
+    (`plan.channels_last`), autocast to `plan.precision` with `float32_modules` kept in float32,
+    `torch.compile` (`plan.compile == "on"`; on CPU with inductor's weight freezing)."""
+    fast = copy.deepcopy(model).to(plan.device).eval()
+    if plan.fold_bn:
         fold_batchnorm(fast)
-    if precision in ("bf16", "fp16") and float32_modules:
+    if plan.precision in ("bf16", "fp16") and float32_modules:
         keep_float32(fast, float32_modules)
-    if channels_last:
+    if plan.channels_last:
         to_channels_last(fast)
     compiled = None
-    if compile:
-        if device.type == "cpu":
+    if plan.compile == "on":
+        if plan.device.type == "cpu":
             inductor_freezing()
         compiled = torch.compile(fast, dynamic=False)
-    return InferenceModel(fast, precision, device, channels_last, compiled)
+    return InferenceModel(fast, plan.precision, plan.device, plan.channels_last, compiled)
 
 
-def optimize_for_inference(model: nn.Module, precision: str = "auto", device: torch.device | str = "cpu",
-                           compile: bool = False) -> nn.Module:
-    """`model` ready for inference at `precision` (`auto` resolved for `device`).
-
-    fp32 without `compile` returns `model` itself computing as the release does (its decoder
-    resizes, then convolves): the faithful path. Anything else returns `prepare_model(model,
-    precision, device, compile=compile)` with its defaults (BatchNorm folded, channels-last,
-    factored decoder).
-    """
-    device = torch.device(device)
-    precision = resolve_precision(precision, device)
+def optimize_for_inference(model: nn.Module, plan: RunPlan) -> nn.Module:
+    """`model` ready for inference under `plan`: the model itself (eval mode) when the plan
+    changes nothing but the decoder it was built with, else `prepare_model(model, plan)`."""
     model.eval()
-    if precision == "fp32" and not compile:
-        set_exact_upsampled_conv(model, False)
+    if plan.precision == "fp32" and not (plan.channels_last or plan.fold_bn or plan.compile == "on"):
         return model
-    return prepare_model(model, precision, device, compile=compile)
+    return prepare_model(model, plan)
 
 
 def inductor_freezing() -> None:

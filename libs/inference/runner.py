@@ -165,7 +165,7 @@ def infer_split(predictor: Predictor, data: str | Path, dataset: str, split: str
                              label_interval=1, frame_between_label_num=0, clip_len=options.clip_len)
     source = DatasetClips(split_set, with_original=options.overlay)
     pending, skipped = _pending(source, options)
-    predictor.plan(len(pending) * options.clip_len)
+    predictor.expect(len(pending) * options.clip_len)
     loader = _loader(pending, options, options.num_workers, predictor)
     clips, _, written = run_clips(predictor, loader, options, total=len(loader), desc=f"{name} {split}")
     return InferenceSummary(name, Path(options.results_folder) / name, clips, skipped, written,
@@ -181,7 +181,7 @@ def infer_input(predictor: Predictor, input_path: str | Path, options: Inference
     if path.is_dir():
         source = FolderClips(path, transform, options.clip_len, with_original=options.overlay)
         pending, skipped = _pending(source, options)
-        predictor.plan(len(pending) * options.clip_len)
+        predictor.expect(len(pending) * options.clip_len)
         loader = _loader(pending, options, options.num_workers, predictor)
         total: int | None = len(loader)
         name = source.name

@@ -3,11 +3,21 @@ from .aspp import ASPP
 from .convgru import ConvGRUCell
 from .layers import ConvBNReLU, fresh_init_, to_channels_last
 from .non_local import NonLocalBlock3D
-from .refinement import Decoder, RefinementBlock, SkipBottleneck
+from .refinement import (
+    DECODERS,
+    FACTORED_DECODER,
+    RELEASE_DECODER,
+    Decoder,
+    RefinementBlock,
+    SkipBottleneck,
+    check_decoder,
+)
 from .resnet import DilatedResNet50, ResNetFeatures, stage_layout
-from .upsampled_conv import upsampled_conv3x3
 
 __all__ = [
+    "DECODERS",
+    "FACTORED_DECODER",
+    "RELEASE_DECODER",
     "ASPP",
     "ConvBNReLU",
     "ConvGRUCell",
@@ -17,8 +27,8 @@ __all__ = [
     "RefinementBlock",
     "ResNetFeatures",
     "SkipBottleneck",
+    "check_decoder",
     "fresh_init_",
     "stage_layout",
     "to_channels_last",
-    "upsampled_conv3x3",
 ]

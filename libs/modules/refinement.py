@@ -8,9 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .factored_decoder import ReluLinear, factored_decoder
 from .layers import ConvBNReLU, fresh_init_
 from .resnet import Bottleneck, projection
-from .upsampled_conv import ReluLinear, upsampled_conv3x3
+
+# How `Decoder.forward_resized` computes: the release's resize-then-conv, or the factored decoder.
+RELEASE_DECODER = "release"
+FACTORED_DECODER = "factored"
+DECODERS = (RELEASE_DECODER, FACTORED_DECODER)
 
 
 class SkipBottleneck(Bottleneck):
@@ -44,23 +49,30 @@ class Decoder(nn.Sequential):
     """3x3 ConvBNReLU (128 -> 256) then a 1x1 conv with bias to the class logits, at input resolution.
 
     `forward(x)` decodes a map already at the output size. `forward_resized(x, size)` is
-    `forward(bilinear resize of x to size)` (RCRNet's last step); with `exact_upsampled_conv`
-    (the default) it convolves without forming the resized map (`upsampled_conv3x3`, the same
-    values up to rounding, about a seventh of the arithmetic at a 4x resize); False resizes
-    first, as the release does.
+    `forward(bilinear resize of x to size)` (RCRNet's last step). `decoder` (one of `DECODERS`,
+    fixed at construction): "release" (the default) resizes first, then convolves, as the
+    release's libs/networks/rcrnet.py does (bit for bit in float32); "factored" is the factored
+    decoder, which convolves without forming the resized map (`factored_decoder`: the same
+    values up to rounding, about a seventh of the arithmetic at a 4x resize).
     """
 
-    def __init__(self, in_channels: int = 128, hidden_channels: int = 256, n_classes: int = 1) -> None:
+    def __init__(self, in_channels: int = 128, hidden_channels: int = 256, n_classes: int = 1,
+                 decoder: str = RELEASE_DECODER) -> None:
         super().__init__()
         self.conv1 = ConvBNReLU(in_channels, hidden_channels, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden_channels, n_classes, kernel_size=1)
-        self.exact_upsampled_conv = True
+        self._factored = check_decoder(decoder) == FACTORED_DECODER
         fresh_init_(self)
+
+    @property
+    def decoder(self) -> str:
+        """The computation chosen at construction: "release" or "factored"."""
+        return FACTORED_DECODER if self._factored else RELEASE_DECODER
 
     def forward_resized(self, x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
         """Logits [N, n_classes, *size] of `x` [N, C, h, w] resized (bilinear, align_corners=False)."""
         conv = self.conv1.conv
-        if not (self.exact_upsampled_conv and _is_plain_conv3x3(conv)):
+        if not (self._factored and _is_plain_conv3x3(conv)):
             return self(F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False))
         weight, bias = conv.weight, conv.bias
         bn = self.conv1.bn
@@ -72,7 +84,7 @@ class Decoder(nn.Sequential):
         pointwise = folded or isinstance(bn, nn.Identity)
         head = self._head()
         epilogue = head if pointwise else (lambda y: head(bn(y)))
-        return upsampled_conv3x3(x, weight, bias, tuple(size), epilogue, pointwise=pointwise)
+        return factored_decoder(x, weight, bias, tuple(size), epilogue, pointwise=pointwise)
 
     def _head(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """ReLU and conv2 of the conv1 output [N, J, L, 1] (after its BatchNorm): a `ReluLinear`
@@ -82,6 +94,13 @@ class Decoder(nn.Sequential):
         if type(relu) is nn.ReLU and type(conv2) is nn.Conv2d:
             return ReluLinear(conv2.weight.flatten(1), conv2.bias)
         return lambda y: conv2(relu(y))
+
+
+def check_decoder(decoder: str) -> str:
+    """`decoder` if it is one of `DECODERS`, else a ValueError naming the choices."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
+    return decoder
 
 
 def _is_plain_conv3x3(conv: nn.Conv2d) -> bool:

@@ -75,11 +75,10 @@ class Bottleneck(nn.Module):
 class MaxPool2d(nn.MaxPool2d):
     """`nn.MaxPool2d` whose CPU forward without autograd is the maximum of strided slices, rows
     then columns, of the -inf padded map: the same values (a maximum is exact, NaN propagates as
-    in ATen's kernel), 3.1x faster than ATen's NCHW kernel on the ResNet stem's 64x224x224 map
-    (4.3 vs 13.4 ms, AMD EPYC, 2 threads). With autograd, on other devices or layouts, with
-    options the slices do not cover, or traced (an ONNX export keeps one MaxPool node and its
-    dynamic sizes), ATen's kernel: its backward sends a tied maximum's gradient to one input,
-    as the release's did."""
+    in ATen's kernel), faster than ATen's NCHW kernel on the ResNet stem's map. With autograd, on
+    other devices or layouts, with options the slices do not cover, or traced (an ONNX export
+    keeps one MaxPool node and its dynamic sizes), ATen's kernel: its backward sends a tied
+    maximum's gradient to one input, as the release's did."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or self.ceil_mode

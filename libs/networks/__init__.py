@@ -11,7 +11,7 @@ from .builders import (
 )
 from .fgplg import FGPLG
 from .models import ImageModel, VideoModel
-from .rcrnet import RCRNet, SpatialFeatures, set_exact_upsampled_conv
+from .rcrnet import RCRNet, SpatialFeatures
 
 __all__ = [
     "FGPLG",
@@ -27,5 +27,4 @@ __all__ = [
     "flownet2",
     "image_model",
     "video_model",
-    "set_exact_upsampled_conv",
 ]

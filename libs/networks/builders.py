@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from flownet2.models import FlowNet2
+from libs.modules import RELEASE_DECODER
 
 from .fgplg import FGPLG
 from .models import ImageModel, VideoModel
@@ -146,9 +147,10 @@ def _read_kind(path: Path, expected: str, builder: str) -> dict[str, torch.Tenso
 
 
 def image_model(weights: WeightsArg = None, output_stride: int = 16, *,
-                folder: PathLike | None = None) -> ImageModel:
-    """RCRNet on single frames (`ImageModel`), with `weights` (a path or `ImageModelWeights`) loaded."""
-    model = ImageModel(output_stride=output_stride)
+                folder: PathLike | None = None, decoder: str = RELEASE_DECODER) -> ImageModel:
+    """RCRNet on single frames (`ImageModel`), with `weights` (a path or `ImageModelWeights`) loaded;
+    `decoder` "release" (the default) or "factored" (the factored decoder)."""
+    model = ImageModel(output_stride=output_stride, decoder=decoder)
     path = resolve_weights(weights, ImageModelWeights, folder)
     if path is not None:
         load_weights(model, _read_kind(path, "image", "image_model"))
@@ -156,9 +158,10 @@ def image_model(weights: WeightsArg = None, output_stride: int = 16, *,
 
 
 def video_model(weights: WeightsArg = None, output_stride: int = 16, *, ner_init: str = "spec",
-                folder: PathLike | None = None) -> VideoModel:
-    """RCRNet+NER on clips (`VideoModel`), with `weights` (a path or `VideoModelWeights`) loaded."""
-    model = VideoModel(output_stride=output_stride, ner_init=ner_init)
+                folder: PathLike | None = None, decoder: str = RELEASE_DECODER) -> VideoModel:
+    """RCRNet+NER on clips (`VideoModel`), with `weights` (a path or `VideoModelWeights`) loaded;
+    `decoder` "release" (the default) or "factored" (the factored decoder)."""
+    model = VideoModel(output_stride=output_stride, ner_init=ner_init, decoder=decoder)
     path = resolve_weights(weights, VideoModelWeights, folder)
     if path is not None:
         load_weights(model, _read_kind(path, "video", "video_model"))
@@ -167,15 +170,16 @@ def video_model(weights: WeightsArg = None, output_stride: int = 16, *, ner_init
 
 def fgplg(weights: WeightsArg = None, flow: str = "flownet2", flownet_weights: WeightsArg = None,
           output_stride: int = 16, *, rgb_max: float = 1.0, fp16: bool = False, force_flow: bool = False,
-          folder: PathLike | None = None) -> FGPLG:
+          folder: PathLike | None = None, decoder: str = RELEASE_DECODER) -> FGPLG:
     """The flow-guided pseudo-label generator (`FGPLG`) with its flow estimator ("flownet2" or "dis").
 
     `weights` (a path or `FGPLGWeights`) is loaded with `load_fgplg` (strict; the flow estimator
     must be the one it was trained with unless `force_flow`). `flownet_weights` (a path or
     `FlowNet2Weights`) then loads FlowNet 2.0's weights over those of `weights`, if any: needed
-    without `weights`, or for a DIS-trained file forced onto flownet2.
+    without `weights`, or for a DIS-trained file forced onto flownet2. `decoder`: "release" (the
+    default) or "factored" (the factored decoder).
     """
-    model = FGPLG(output_stride=output_stride, flow=flow, rgb_max=rgb_max, fp16=fp16)
+    model = FGPLG(output_stride=output_stride, flow=flow, rgb_max=rgb_max, fp16=fp16, decoder=decoder)
     flownet_path = resolve_weights(flownet_weights, FlowNet2Weights, folder)
     if flownet_path is not None and model.flow_name != "flownet2":
         raise ValueError(f"flownet_weights are FlowNet 2.0's, but this FGPLG uses flow={flow!r}")

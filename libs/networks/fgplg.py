@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from flownet2.resample2d import resample2d
+from libs.modules import RELEASE_DECODER
 
 from .flow import FlowEstimator, build_flow_estimator
 from .rcrnet import RCRNet
@@ -44,11 +45,12 @@ class FGPLG(nn.Module):
     `flow`: "flownet2" (the release's), "dis", or a `FlowEstimator` instance. `rgb_max` and
     `fp16` are the release's FlowNet2 settings (see `FlowNet2Estimator`). The estimator is
     frozen and always in eval mode; the backbone's BatchNorm layers always use their running
-    statistics (as in the release's training), while dropout follows train/eval.
+    statistics (as in the release's training), while dropout follows train/eval. `decoder`:
+    "release" (the default, the release's computation) or "factored" (`RCRNet`).
     """
 
     def __init__(self, output_stride: int = 16, flow: str | FlowEstimator = "flownet2",
-                 rgb_max: float = 1.0, fp16: bool = False) -> None:
+                 rgb_max: float = 1.0, fp16: bool = False, decoder: str = RELEASE_DECODER) -> None:
         super().__init__()
         if isinstance(flow, FlowEstimator):
             self.flownet = flow
@@ -56,7 +58,8 @@ class FGPLG(nn.Module):
             self.flownet = build_flow_estimator(flow, rgb_max=rgb_max, half_precision=fp16)
         for parameter in self.flownet.parameters():
             parameter.requires_grad_(False)
-        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=FGPLG_INPUT_CHANNELS)
+        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=FGPLG_INPUT_CHANNELS,
+                               decoder=decoder)
         self.train(self.training)
 
     @property

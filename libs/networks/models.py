@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from libs.modules import ConvGRUCell, NonLocalBlock3D, fresh_init_
+from libs.modules import RELEASE_DECODER, ConvGRUCell, NonLocalBlock3D, fresh_init_
 
 from .rcrnet import RCRNet
 
@@ -16,11 +16,13 @@ NER_INITS = ("spec", "release")
 
 
 class ImageModel(nn.Module):
-    """RCRNet on single frames: forward(frames [B, 3, H, W]) -> logits [B, 1, H, W]."""
+    """RCRNet on single frames: forward(frames [B, 3, H, W]) -> logits [B, 1, H, W].
 
-    def __init__(self, output_stride: int = 16) -> None:
+    `decoder`: "release" (the default, the release's computation) or "factored" (`RCRNet`)."""
+
+    def __init__(self, output_stride: int = 16, decoder: str = RELEASE_DECODER) -> None:
         super().__init__()
-        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3)
+        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3, decoder=decoder)
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
         return self.backbone(frame)
@@ -36,14 +38,16 @@ class VideoModel(nn.Module):
     libs/networks/models.py).
 
     forward(list of T frames [B, 3, H, W]) -> list of T logits [B, 1, H, W], as in the release;
-    forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W].
+    forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W]. `decoder`: "release" (the default,
+    the release's computation) or "factored" (`RCRNet`).
     """
 
-    def __init__(self, output_stride: int = 16, ner_init: str = "spec") -> None:
+    def __init__(self, output_stride: int = 16, ner_init: str = "spec",
+                 decoder: str = RELEASE_DECODER) -> None:
         super().__init__()
         if ner_init not in NER_INITS:
             raise ValueError(f"ner_init {ner_init!r}: expected one of {', '.join(NER_INITS)}")
-        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3)
+        self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3, decoder=decoder)
         self.convgru_forward = ConvGRUCell(256, 256, 3)
         self.convgru_backward = ConvGRUCell(256, 256, 3)
         self.bidirection_conv = nn.Conv2d(512, 256, kernel_size=3, padding=1)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from libs.modules import ASPP, Decoder, DilatedResNet50, RefinementBlock
+from libs.modules import ASPP, RELEASE_DECODER, Decoder, DilatedResNet50, RefinementBlock
 
 
 class SpatialFeatures(NamedTuple):
@@ -28,14 +28,16 @@ class RCRNet(nn.Module):
     [B, input_channels, H, W].
 
     The split into `spatial_features` and `classify_pixels` lets RCRNet+NER insert its
-    recurrent module between the two halves.
+    recurrent module between the two halves. `decoder`: "release" (the default: the release's
+    resize-then-conv) or "factored" (the factored decoder, `libs.modules.Decoder`).
     """
 
-    def __init__(self, n_classes: int = 1, output_stride: int = 16, input_channels: int = 3) -> None:
+    def __init__(self, n_classes: int = 1, output_stride: int = 16, input_channels: int = 3,
+                 decoder: str = RELEASE_DECODER) -> None:
         super().__init__()
         self.resnet = DilatedResNet50(output_stride=output_stride, input_channels=input_channels)
         self.aspp = ASPP(2048, 256, output_stride)
-        self.decoder = Decoder(128, 256, n_classes)
+        self.decoder = Decoder(128, 256, n_classes, decoder=decoder)
         self.refinement1 = RefinementBlock(td_channels=1024, bu_channels=256)
         self.refinement2 = RefinementBlock(td_channels=512, bu_channels=128)
         self.refinement3 = RefinementBlock(td_channels=256, bu_channels=128)
@@ -76,11 +78,3 @@ class RCRNet(nn.Module):
             if isinstance(module, nn.BatchNorm2d):
                 module.eval()
 
-
-def set_exact_upsampled_conv(model: nn.Module, enabled: bool) -> int:
-    """Switch every RCRNet `Decoder` in `model` to the factored (True, the default) or the release's
-    resize-then-convolve computation (False); returns how many decoders were switched."""
-    decoders = [module for module in model.modules() if isinstance(module, Decoder)]
-    for decoder in decoders:
-        decoder.exact_upsampled_conv = enabled
-    return len(decoders)

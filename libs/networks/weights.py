@@ -339,8 +339,10 @@ def init_fgplg(model: FGPLG, image_weights: Weights, flownet_checkpoint: PathLik
         load_flownet2(model.flownet, flownet_checkpoint)
 
 
-def model_from_checkpoint(path: PathLike, output_stride: int = 16) -> tuple[nn.Module, str]:
-    """The model a checkpoint holds (VideoModel or ImageModel), loaded strictly, and its kind."""
+def model_from_checkpoint(path: PathLike, output_stride: int = 16,
+                          decoder: str = "release") -> tuple[nn.Module, str]:
+    """The model a checkpoint holds (VideoModel or ImageModel, with `decoder` "release" or
+    "factored"), loaded strictly, and its kind."""
     state_dict = read_state_dict(path)
     kind = checkpoint_kind(state_dict)
     classes = {"video": VideoModel, "image": ImageModel}
@@ -351,7 +353,7 @@ def model_from_checkpoint(path: PathLike, output_stride: int = 16) -> tuple[nn.M
     # below fills every parameter and buffer. Allocated by torch.empty rather than `to_empty`,
     # whose empty_like of meta tensors imports sympy (0.3 s)
     with torch.device("meta"):
-        model: nn.Module = classes[kind](output_stride=output_stride)
+        model: nn.Module = classes[kind](output_stride=output_stride, decoder=decoder)
     model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))
     load_weights(model, state_dict)
     return model, kind

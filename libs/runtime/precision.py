@@ -4,11 +4,9 @@ resolution on a device, and autocast.
 Precisions: `fp32` (the faithful float32 path, the release's numbers), `bf16` and `fp16`
 (autocast to that dtype; fp16 training with loss scaling).
 
-`auto` (the scripts' default) is float32 here, resolved to `fp32`; the callers that can
-measure then pick, among ways of computing it that are faster where they measure faster, the
-fastest on this machine (`libs.runtime.calibration`): the inference speed-ups
-(`libs.inference.predictor`) and, for training, channels-last or bf16 autocast
-(`libs.engine.trainer`). No CPU or GPU flag decides it.
+`auto` (the scripts' default) is float32 here, resolved to `fp32`; how that float32 is computed
+(the factored decoder, and for training channels-last or bf16 where they time faster) is the
+run's plan (`libs.runtime.plan`, `libs.runtime.tuner`), which resolves the precision once.
 """
 from __future__ import annotations
 
@@ -29,8 +27,7 @@ class PrecisionError(UserError, ValueError):
 def resolve_precision(precision: str, device: torch.device | str, training: bool = False) -> str:
     """The concrete precision (`fp32`, `bf16` or `fp16`) for `precision` on `device`.
 
-    `auto` is `fp32`: what runs faster than plain float32 on this machine is measured by the
-    caller (`libs.runtime.calibration`), never guessed from hardware flags. Refused: `bf16` on
+    `auto` is `fp32` (the run's plan, `libs.runtime.plan`, settles how). Refused: `bf16` on
     a CUDA GPU without bfloat16. Other explicit requests are honoured, even where slow (fp16 on a CPU without
     AMX-FP16; see README.md, "Performance").
     """
@@ -66,14 +63,6 @@ def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=device_type, enabled=False)
     except RuntimeError:
         return contextlib.nullcontext()
-
-
-def describe(precision: str, device: torch.device | str, training: bool = False) -> str:
-    """A few words saying what `precision` resolved to, for the scripts' logs."""
-    resolved = resolve_precision(precision, device, training)
-    if precision != "auto":
-        return f"precision {resolved}"
-    return f"precision {resolved} (auto: float32, speed-ups measured on this machine)"
 
 
 def keep_float32_exact(precision: str) -> None:

@@ -1,4 +1,5 @@
-"""Where and how a run executes: device, precision, seeds, and torchrun processes.
+"""Where a run executes: device, seeds, and torchrun processes (how it computes is its
+`libs.runtime.plan.RunPlan`).
 
 `setup_runtime` is called once per process by the scripts. Under `torchrun` (WORLD_SIZE > 1
 in the environment) it joins the process group (NCCL on CUDA, gloo on CPU) and gives each
@@ -8,7 +9,6 @@ and stored in the resume file, so any run can be repeated.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 from dataclasses import dataclass
@@ -18,20 +18,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .allocator import check_memory_choice
 from .errors import UserError
-from .precision import autocast, keep_float32_exact, resolve_precision
 
 
 @dataclass
 class Runtime:
-    """The device, precision, seed and process group of this process."""
+    """The device, seed and process group of this process."""
 
     device: torch.device
-    precision: str = "fp32"
     seed: int = 0
-    auto_precision: bool = False  # `--precision auto`: the trainer measures fp32 against its alternatives
-    memory: str = "glibc"  # `--memory` (libs.runtime.allocator): auto is measured by the trainer
     deterministic: bool = False
     rank: int = 0
     world_size: int = 1
@@ -46,14 +41,6 @@ class Runtime:
         """Whether this process logs and writes checkpoints (rank 0)."""
         return self.rank == 0
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast to the run's precision on this device (a no-op for fp32)."""
-        return autocast(self.precision, self.device)
-
-    def grad_scaler(self) -> torch.amp.GradScaler:
-        """A loss scaler, enabled for float16 only (bfloat16 keeps float32's exponent range)."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
@@ -67,7 +54,7 @@ class Runtime:
         where = str(self.device)
         if self.device.type == "cuda":
             where += f" ({torch.cuda.get_device_name(self.device)})"
-        text = f"device {where}, precision {self.precision}, seed {self.seed}"
+        text = f"device {where}, seed {self.seed}"
         if self.deterministic:
             text += " (deterministic)"
         if self.distributed:
@@ -120,20 +107,13 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(torch.initial_seed() % 2**32)
 
 
-def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | None = None,
-                  memory: str = "glibc") -> Runtime:
-    """Set up this process for training: process group under torchrun, device, precision (`auto`
-    resolved to fp32 by `libs.runtime.precision.resolve_precision`, then measured by the trainer),
-    memory (`libs.runtime.allocator`: `auto` measured by the trainer), seeds, determinism."""
-    check_memory_choice(memory)
+def setup_runtime(device: str = "auto", seed: int | None = None) -> Runtime:
+    """Set up this process: process group under torchrun, device, seeds, determinism."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world_size > 1
     resolved = resolve_device(device, local_rank, distributed)
-    auto_precision = precision == "auto"
-    precision = resolve_precision(precision, resolved, training=True)
-    keep_float32_exact(precision)
     if distributed and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
@@ -148,8 +128,7 @@ def setup_runtime(device: str = "auto", precision: str = "fp32", seed: int | Non
             shared = [seed]
             dist.broadcast_object_list(shared, src=0)
             seed = int(shared[0])
-    runtime = Runtime(device=resolved, precision=precision, seed=int(seed), auto_precision=auto_precision,
-                      memory=memory, deterministic=deterministic,
+    runtime = Runtime(device=resolved, seed=int(seed), deterministic=deterministic,
                       rank=rank, world_size=world_size, local_rank=local_rank)
     seed_everything(runtime.seed + rank)
     if resolved.type == "cuda":

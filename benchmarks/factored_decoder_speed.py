@@ -1,14 +1,14 @@
-"""Speed of RCRNet's factored full-resolution decoder (`upsampled_conv3x3`, the default) against the
-release's resize-then-convolve path, in one process, timed in alternation (median of rounds):
+"""Speed of RCRNet's factored decoder (`decoder="factored"`, `--precision auto`'s on a CPU) against
+the release's resize-then-convolve decoder, in one process, timed in alternation (median of rounds):
 
 - the decoder stage (resize + conv1 + BatchNorm + ReLU + conv2) of a clip at 448x448;
 - the whole VideoModel forward at 448x448 (float32, eval, inference mode);
 - a VideoModel training step (forward + backward) at --train-size;
-- FLOPs per frame of VideoModel at 448 (torch.utils.flop_counter) on both paths;
-- float32 error of the factored path against the plain one (logits, 8-bit maps), with the
+- FLOPs per frame of VideoModel at 448 (torch.utils.flop_counter) with each decoder;
+- float32 error of the factored decoder against the release's (logits, 8-bit maps), with the
   reference weights when --reference names the reference folder.
 
-    python -m benchmarks.exact_decoder_speed --rounds 3 --reference ../shared/reference
+    python -m benchmarks.factored_decoder_speed --rounds 3 --reference ../shared/reference
 """
 from __future__ import annotations
 
@@ -21,11 +21,14 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import Row, add_common_arguments, deviation, report, setup, time_interleaved
-from libs.networks import VideoModel, set_exact_upsampled_conv
+from libs.networks import VideoModel
+
+DECODERS = ("release", "factored")
 
 
-def reference_video_model(reference: str | None) -> VideoModel:
-    model = VideoModel()
+def reference_video_model(reference: str | None, decoder: str) -> VideoModel:
+    torch.manual_seed(0)
+    model = VideoModel(decoder=decoder)
     if reference:
         spec = importlib.util.spec_from_file_location("refweights", Path(reference) / "refweights.py")
         refweights = importlib.util.module_from_spec(spec)
@@ -35,13 +38,6 @@ def reference_video_model(reference: str | None) -> VideoModel:
                    if not k.startswith("backbone.resnet.fc")}
         model.load_state_dict(weights, strict=True)
     return model.eval()
-
-
-def switched(model: torch.nn.Module, exact: bool, run):
-    def call():
-        set_exact_upsampled_conv(model, exact)
-        return run()
-    return call
 
 
 def flops_per_frame(model: VideoModel, clip: torch.Tensor) -> float:
@@ -60,64 +56,64 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", default=None, help="reference folder (refweights.py, keys/)")
     args = parser.parse_args(argv)
     setup(args)
-    torch.manual_seed(0)
-    model = reference_video_model(args.reference)
-    decoder = model.backbone.decoder
+    models = {decoder: reference_video_model(args.reference, decoder) for decoder in DECODERS}
     clip = torch.rand(1, args.clip, 3, args.size, args.size)
     low = torch.randn(args.clip, 128, args.size // 4, args.size // 4)
     size = (args.size, args.size)
-
-    def decode():
-        with torch.inference_mode():
-            return decoder.forward_resized(low, size)
-
-    def forward():
-        with torch.inference_mode():
-            return model(clip)
-
-    train_model = reference_video_model(args.reference)
-    train_model.frames_as_batch = True  # as the video recipe trains
     train_clip = torch.rand(1, args.clip, 3, args.train_size, args.train_size)
     train_target = torch.rand(1, args.clip, 1, args.train_size, args.train_size)
 
-    def train_step():
-        train_model.train()
-        train_model.freeze_bn()
-        train_model.zero_grad(set_to_none=True)
-        F.binary_cross_entropy_with_logits(train_model(train_clip), train_target).backward()
+    def decode(model: VideoModel):
+        def run():
+            with torch.inference_mode():
+                return model.backbone.decoder.forward_resized(low, size)
+        return run
+
+    def forward(model: VideoModel):
+        def run():
+            with torch.inference_mode():
+                return model(clip)
+        return run
+
+    def train_step(decoder: str):
+        model = reference_video_model(args.reference, decoder)
+        model.frames_as_batch = True  # as the video recipe trains
+
+        def run():
+            model.train()
+            model.freeze_bn()
+            model.zero_grad(set_to_none=True)
+            F.binary_cross_entropy_with_logits(model(train_clip), train_target).backward()
+        return run
 
     rows = []
-    for name, run, target in (("decoder stage", decode, decoder), ("VideoModel forward", forward, model),
-                              ("VideoModel train step", train_step, train_model)):
-        for exact in (False, True):
-            label = f"{name}, {'factored' if exact else 'plain'}"
-            rows.append(Row(label, switched(target, exact, run), args.clip, []))
+    for name, make in (("decoder stage", lambda d: decode(models[d])),
+                       ("VideoModel forward", lambda d: forward(models[d])),
+                       ("VideoModel train step", train_step)):
+        for decoder in DECODERS:
+            rows.append(Row(f"{name}, {decoder}", make(decoder), args.clip, []))
     time_interleaved(rows, args.rounds, args.warmup)
     table = []
-    for plain_row, fast_row in zip(rows[::2], rows[1::2]):
-        table.append([plain_row.name.split(",")[0], f"{plain_row.median:.3f}", f"{fast_row.median:.3f}",
-                      f"{plain_row.median / fast_row.median:.2f}x"])
+    for release_row, factored_row in zip(rows[::2], rows[1::2]):
+        table.append([release_row.name.split(",")[0], f"{release_row.median:.3f}",
+                      f"{factored_row.median:.3f}", f"{release_row.median / factored_row.median:.2f}x"])
     shape = f"{args.size}x{args.size} (train {args.train_size}), clip {args.clip}, float32"
-    report(f"Decoder: plain vs factored, seconds per clip (median of {args.rounds}), {shape}",
-           ["stage", "plain s", "factored s", "speed-up"], table)
+    report(f"Decoder: the release's vs the factored decoder, seconds per clip (median of {args.rounds}), "
+           f"{shape}", ["stage", "release s", "factored s", "speed-up"], table)
 
-    flops = []
-    for exact in (False, True):
-        set_exact_upsampled_conv(model, exact)
-        flops.append(flops_per_frame(model, clip[:, :1]))
-    report(f"VideoModel GFLOP per frame at {args.size}x{args.size}", ["plain", "factored"],
+    flops = [flops_per_frame(models[decoder], clip[:, :1]) for decoder in DECODERS]
+    report(f"VideoModel GFLOP per frame at {args.size}x{args.size}", ["release", "factored"],
            [[f"{flops[0]:.1f}", f"{flops[1]:.1f}"]])
 
     with torch.inference_mode():
-        set_exact_upsampled_conv(model, False)
-        slow = model(clip)
-        set_exact_upsampled_conv(model, True)
-        fast = model(clip)
+        slow = models["release"](clip)
+        fast = models["factored"](clip)
     error = (fast - slow).abs()
     scale = slow.abs().max().item()
     maps = deviation(torch.sigmoid(slow), torch.sigmoid(fast))
     weights = "reference weights" if args.reference else "random weights"
-    report(f"Factored vs plain in float32, VideoModel logits at {args.size}x{args.size} ({weights})",
+    report(f"Factored vs the release's decoder in float32, VideoModel logits at {args.size}x{args.size} "
+           f"({weights})",
            ["max abs", "max abs / max |logit|", "8-bit pixels differing / largest"],
            [[f"{error.max().item():.3g}", f"{error.max().item() / scale:.3g}", maps.describe()]])
 

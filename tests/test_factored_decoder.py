@@ -1,5 +1,5 @@
-"""The factored upsample + 3x3 conv (`upsampled_conv3x3`, RCRNet's default decoder computation)
-against the release's resize-then-convolve path: values, gradients, BatchNorm in train mode."""
+"""The factored decoder (`factored_decoder`, `Decoder(decoder="factored")`) against the release's
+resize-then-convolve decoder: values, gradients, BatchNorm in train mode."""
 from __future__ import annotations
 
 import pytest
@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from libs.modules import Decoder, upsampled_conv3x3
-from libs.modules.upsampled_conv import phase_coefficients, resize_matrix
-from libs.networks import ImageModel, VideoModel, set_exact_upsampled_conv
+from libs.modules import Decoder
+from libs.modules.factored_decoder import factored_decoder, phase_coefficients, resize_matrix
+from libs.networks import ImageModel, VideoModel
 
 pytestmark = pytest.mark.usefixtures("two_threads")
 F64 = torch.float64
@@ -41,7 +41,7 @@ def test_equals_resize_then_conv_in_float64(low, size):
     bias = torch.randn(6, dtype=F64, generator=generator)
     for b in (bias, None):
         expected = plain(x, weight, b, size)
-        actual = upsampled_conv3x3(x, weight, b, size)
+        actual = factored_decoder(x, weight, b, size)
         assert actual.shape == expected.shape
         assert relative_error(actual, expected) < 1e-13
 
@@ -60,7 +60,7 @@ def test_border_blocks_matter():
                         weight, padding=1)[:, :, 4:-4, 4:-4]
     assert relative_error(periodic[:, :, 4:-4, 4:-4], expected[:, :, 4:-4, 4:-4]) < 1e-13
     assert relative_error(periodic, expected) > 1e-3
-    assert relative_error(upsampled_conv3x3(x, weight, None, size), expected) < 1e-13
+    assert relative_error(factored_decoder(x, weight, None, size), expected) < 1e-13
 
 
 @pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((5, 7), (20, 28)), ((1, 3), (4, 6)),
@@ -80,11 +80,11 @@ def test_pointwise_epilogue_in_bands(low, size, band_pixels):
 
     expected = epilogue(plain(x, weight, bias, size))
     with torch.no_grad():
-        banded = upsampled_conv3x3(x, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
+        banded = factored_decoder(x, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
     assert banded.shape == expected.shape
     assert relative_error(banded, expected) < 1e-13
     xg = x.clone().requires_grad_(True)
-    recorded = upsampled_conv3x3(xg, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
+    recorded = factored_decoder(xg, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
     assert relative_error(recorded.detach(), expected) < 1e-13
     recorded.sum().backward()
     xp = x.clone().requires_grad_(True)
@@ -107,7 +107,7 @@ def test_pointwise_bands_under_bfloat16_autocast(band_pixels):
 
     expected = epilogue(plain(x, weight, bias, (24, 20)))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        banded = upsampled_conv3x3(x, weight, bias, (24, 20), epilogue, pointwise=True,
+        banded = factored_decoder(x, weight, bias, (24, 20), epilogue, pointwise=True,
                                    band_pixels=band_pixels)
     assert banded.dtype == torch.bfloat16
     assert relative_error(banded.float(), expected) < 5e-2
@@ -130,7 +130,7 @@ def test_float32_close_to_plain():
     x = torch.randn(1, 32, 28, 28)
     weight = torch.randn(64, 32, 3, 3) * 0.05
     expected = plain(x.double(), weight.double(), None, (112, 112))
-    fast = upsampled_conv3x3(x, weight, None, (112, 112)).double()
+    fast = factored_decoder(x, weight, None, (112, 112)).double()
     slow = plain(x, weight, None, (112, 112)).double()
     # both float32 results are within float32 rounding of the float64 value
     assert relative_error(fast, expected) < 1e-5
@@ -142,12 +142,12 @@ def test_gradcheck(low, size):
     x = torch.randn(1, 2, *low, dtype=F64, requires_grad=True)
     weight = torch.randn(3, 2, 3, 3, dtype=F64, requires_grad=True)
     bias = torch.randn(3, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: upsampled_conv3x3(*a, size), (x, weight, bias))
+    assert torch.autograd.gradcheck(lambda *a: factored_decoder(*a, size), (x, weight, bias))
 
 
 def _decoder_pair(train: bool, n_classes: int = 2) -> tuple[Decoder, Decoder]:
     torch.manual_seed(0)
-    fast = Decoder(16, 24, n_classes).double()
+    fast = Decoder(16, 24, n_classes, decoder="factored").double()
     with torch.no_grad():
         fast.conv1.bn.running_mean.normal_()
         fast.conv1.bn.running_var.uniform_(0.5, 2.0)
@@ -155,7 +155,6 @@ def _decoder_pair(train: bool, n_classes: int = 2) -> tuple[Decoder, Decoder]:
         fast.conv1.bn.bias.normal_()
     slow = Decoder(16, 24, n_classes).double()
     slow.load_state_dict(fast.state_dict())
-    slow.exact_upsampled_conv = False
     fast.train(train)
     slow.train(train)
     return fast, slow
@@ -196,14 +195,14 @@ def test_fused_backward_refuses_a_second_pass():
 def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):
     """After libs.inference.optimize.fold_batchnorm (conv1.bn an Identity) the decoder still
     takes the banded inference path, with the same values."""
+    import libs.modules.factored_decoder as module
     from libs.inference.optimize import fold_batchnorm
-    from libs.modules import upsampled_conv as module
 
     fast, slow = _decoder_pair(False)
     assert fold_batchnorm(fast) == 1 and isinstance(fast.conv1.bn, nn.Identity)
     banded = []
-    original = module._PhaseGrid.exact_logits
-    monkeypatch.setattr(module._PhaseGrid, "exact_logits",
+    original = module._PhaseGrid.output_logits
+    monkeypatch.setattr(module._PhaseGrid, "output_logits",
                         lambda self, *args: banded.append(1) or original(self, *args))
     x = torch.randn(2, 16, 8, 8, dtype=F64)
     with torch.no_grad():
@@ -212,15 +211,16 @@ def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):
     assert banded and relative_error(out, expected) < 1e-12
 
 
-def test_plain_path_is_selectable_and_state_dict_unchanged():
-    model = ImageModel()
-    keys = set(model.state_dict())
+def test_release_decoder_is_the_default_and_the_state_dict_is_the_same():
+    release, factored = ImageModel(), ImageModel(decoder="factored")
+    keys = set(release.state_dict())
     assert {"backbone.decoder.conv1.conv.weight", "backbone.decoder.conv1.bn.running_var",
             "backbone.decoder.conv2.bias"} <= keys
-    assert model.backbone.decoder.exact_upsampled_conv
-    assert set_exact_upsampled_conv(model, False) == 1
-    assert not model.backbone.decoder.exact_upsampled_conv
-    assert set(model.state_dict()) == keys
+    assert release.backbone.decoder.decoder == "release"
+    assert factored.backbone.decoder.decoder == "factored"
+    assert set(factored.state_dict()) == keys
+    with pytest.raises(ValueError, match="decoder 'exact'"):
+        VideoModel(decoder="exact")
 
 
 @pytest.fixture(scope="module")
@@ -229,21 +229,18 @@ def reference_models(reference_state_dict):
     for name, cls in (("image_model", ImageModel), ("video_model", VideoModel)):
         weights = {k: v for k, v in reference_state_dict(name).items()
                    if not k.startswith("backbone.resnet.fc")}
-        model = cls()
-        model.load_state_dict(weights, strict=True)
-        models[name] = model.double().eval()
+        pair = []
+        for decoder in ("factored", "release"):
+            model = cls(decoder=decoder)
+            model.load_state_dict(weights, strict=True)
+            pair.append(model.double().eval())
+        models[name] = pair
     return models
 
 
-def _both_paths(model: nn.Module, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+def _both_paths(models: list[nn.Module], inputs) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
-        fast = model(inputs)
-        set_exact_upsampled_conv(model, False)
-        try:
-            slow = model(inputs)
-        finally:
-            set_exact_upsampled_conv(model, True)
-    return fast, slow
+        return models[0](inputs), models[1](inputs)
 
 
 @pytest.mark.parametrize(("batch", "height", "width"), [(1, 64, 64), (2, 33, 33), (1, 65, 48), (1, 97, 97)])
@@ -267,10 +264,9 @@ def test_image_model_training_step_matches(reference_state_dict):
     frames = torch.randn(2, 3, 48, 48, dtype=F64)
     target = torch.rand(2, 1, 48, 48, dtype=F64)
     results = []
-    for exact in (True, False):
-        model = ImageModel().double()
+    for decoder in ("factored", "release"):
+        model = ImageModel(decoder=decoder).double()
         model.load_state_dict(weights, strict=True)
-        set_exact_upsampled_conv(model, exact)
         model.train()
         torch.manual_seed(0)  # the same ASPP dropout mask
         loss = F.binary_cross_entropy_with_logits(model(frames), target)

@@ -1,5 +1,5 @@
-"""A 3x3 convolution (zero padding 1) of a bilinearly resized map, computed exactly at the map's
-own resolution.
+"""The factored decoder: a 3x3 convolution (zero padding 1) of a bilinearly resized map, computed
+at the map's own resolution without forming the resized map (the same values up to rounding).
 
 RCRNet's pixel-wise classifier (Yan et al., ICCV 2019, Sec. 3.1; the release's
 libs/networks/rcrnet.py) resizes the stride-4 refinement feature to the input size with
@@ -42,7 +42,7 @@ from torch.autograd.function import once_differentiable
 CENTRE_TAP = 4  # (a, b) = (0, 0) in the row-major 3x3 kernel
 BAND = 32  # output rows (columns) per matrix product of the general path
 BAND_PIXELS = 256  # low-res pixels per band of the pointwise inference path: 2 rows at 448x448
-# (about 4 MB of taps and 4 MB of conv output; 256-1024 measured alike on the AMD EPYC)
+# (about 4 MB of taps and 4 MB of conv output, which stay in a core's cache)
 
 Epilogue = Callable[[torch.Tensor], torch.Tensor]
 
@@ -178,11 +178,8 @@ class _PhaseGrid:
         alone, or zero, outside the grid), in (b, a, j) order; into `out` if given (in its dtype,
         as autocast would cast them), so that a band's taps go straight into its buffer.
 
-        One matrix product (MKL's sgemm). On an AMD EPYC it beat the 1x1 convolution of the
-        pixels as a channels-last column (oneDNN) and its copy into the buffer: 50.1 against 53.9
-        ms a 448x448 frame in bands of 229 pixels, 51.0 against 81.3 in bands of 458; over a
-        whole training grid (17,558 pixels) 99 against 97 ms forward, 232 against 295 ms forward
-        and backward."""
+        One matrix product (MKL's sgemm), which writes straight into the band's buffer where a
+        1x1 convolution of the pixels as a channels-last column (oneDNN) would need a copy."""
         pixels, weights, bias = self.pixels[start:start + count], self.tap_weights.t(), self.tap_bias
         if out is not None:  # out= is not autocast: the dtype it would give, by hand
             pixels, weights = pixels.to(out.dtype), weights.to(out.dtype)
@@ -301,7 +298,7 @@ class _PhaseGrid:
             taps_grad[:, source, width, a, 2] += grad[:, row, width, fw - 1, s]
 
     def blocks_of_grid(self, taps: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """[count, fw, fh J] (in `out` if given): the exact blocks of every padded pixel from the
+        """[count, fw, fh J] (in `out` if given): the output blocks of every padded pixel from the
         taps [count + 2 margin, 9 J] of the whole grid."""
         count = taps.shape[0] - 2 * self.margin
         flat = self.blocks(taps, count, out)
@@ -318,17 +315,17 @@ class _PhaseGrid:
         self.zero_padding_adjoint(self.padded_grid(grad)[:, 1:self.height + 1], rows)
         return taps_grad
 
-    def exact_blocks(self) -> torch.Tensor:
+    def output_blocks(self) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: the conv output blocks at every padded pixel; those of
         real pixels ([:, 1:h+1, 1:w+1]) are exact, the rest are not outputs."""
-        return self.padded_grid(_ExactBlocks.apply(self.grid_taps(), self))
+        return self.padded_grid(_OutputBlocks.apply(self.grid_taps(), self))
 
     def padded_grid(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: blocks of every padded pixel, from [count, fw, fh J]."""
         return flat.view(self.n, self.height + 2, self.padded_width, self.fw, self.fh, self.channels)
 
-    def exact_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
-        """[N, h, w + 2, fw, fh, K]: `epilogue` of the exact blocks, in bands of padded rows of
+    def output_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
+        """[N, h, w + 2, fw, fh, K]: `epilogue` of the output blocks, in bands of padded rows of
         about `band_pixels` pixels, without storing the taps or the conv output of the whole map.
 
         A band needs the taps of the rows above and below it too: those of the two rows it
@@ -365,8 +362,8 @@ class _PhaseGrid:
         return out
 
 
-class _ExactBlocks(torch.autograd.Function):
-    """`_PhaseGrid.exact_blocks` from the taps [count + 2 margin, 9 J] of the whole grid, with
+class _OutputBlocks(torch.autograd.Function):
+    """`_PhaseGrid.output_blocks` from the taps [count + 2 margin, 9 J] of the whole grid, with
     its transpose as the backward. Autograd would scatter-add the gradient of every overlapping
     window, and of every in-place border term, into zero tensors the size of the taps."""
 
@@ -388,7 +385,7 @@ class ReluLinear:
     decoder after its 3x3 ConvBNReLU's convolution and folded BatchNorm).
 
     Called on [N, J, L, 1] (rectifying `y` in place) it is an ordinary epilogue. Recorded by
-    autograd, `upsampled_conv3x3` runs it fused with the exact blocks (`_ReluLinearBlocks`)."""
+    autograd, `factored_decoder` runs it fused with the output blocks (`_ReluLinearBlocks`)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         self.weight = weight
@@ -400,14 +397,12 @@ class ReluLinear:
 
 
 class _ReluLinearBlocks(torch.autograd.Function):
-    """relu(exact blocks) times the 1x1 weight, [count fw fh, K], from the taps of the whole grid.
+    """relu(output blocks) times the 1x1 weight, [count fw fh, K], from the taps of the whole grid.
 
     The rectified blocks are the only tensor of the map's size kept for the backward, which turns
     them in place into their own gradient (a 0/1 mask times grad_output times the weight) and
     hands it to the blocks' transpose: no copies of the map between layouts, no zero-filled
-    scatter buffers, no separate ReLU mask. Forward and backward of a clip of 4 at 256x256 (the
-    video recipe, AMD EPYC): the release's resize-then-conv 3.55 s, the factored decoder with
-    autograd's own epilogue 1.84 s, fused 0.84 s."""
+    scatter buffers, no separate ReLU mask (benchmarks/train_speed.py measures the gain)."""
 
     @staticmethod
     def forward(ctx: Any, taps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -441,9 +436,9 @@ class _ReluLinearBlocks(torch.autograd.Function):
         return taps_grad, grad_weight, grad_bias, None
 
 
-def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                      size: tuple[int, int], epilogue: Epilogue | None = None,
-                      pointwise: bool = False, band_pixels: int = BAND_PIXELS) -> torch.Tensor:
+def factored_decoder(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     size: tuple[int, int], epilogue: Epilogue | None = None,
+                     pointwise: bool = False, band_pixels: int = BAND_PIXELS) -> torch.Tensor:
     """epilogue(conv2d(resize(x, size), weight, bias, padding=1)) without forming resize(x).
 
     x [N, C, h, w]; weight [J, C, 3, 3]; bias [J] or None; resize = bilinear, align_corners=False.
@@ -473,12 +468,12 @@ def upsampled_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     recording = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias))
     if epilogue is not None and pointwise and not recording:
-        logits = grid.exact_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fw, fh, K]
+        logits = grid.output_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fw, fh, K]
     elif isinstance(epilogue, ReluLinear) and pointwise:
         flat = _ReluLinearBlocks.apply(grid.grid_taps(), epilogue.weight, epilogue.bias, grid)
         logits = flat.view(n, height + 2, grid.padded_width, fw, fh, -1)[:, 1:height + 1, 1:width + 1]
     else:
-        blocks = grid.exact_blocks()
+        blocks = grid.output_blocks()
         if not pointwise:  # statistics over real pixels only
             blocks = blocks[:, 1:height + 1, 1:width + 1]
         flat = blocks.reshape(n, -1, 1, out_channels).permute(0, 3, 1, 2)  # [N, J, L, 1]
