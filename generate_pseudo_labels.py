@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT", default=None,
                       help="the videos to label (not in the release, which always labels "
                            + " ".join(f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS) + ")")
+    data.add_argument("--overwrite", action="store_true",
+                      help="replace the labels in the <m>_<l>/ folder (without it, a folder of labels made "
+                           "with other settings is refused; with the same settings the run continues)")
     data.add_argument("--dataset", action="append", metavar="NAME",
                       help="instead of --datasets, as in inference.py and evaluate.py: a dataset to label, "
                            "paired with the --split at the same position; repeat for several")
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             output_stride=args.os, batch_size=args.batch_size, num_workers=args.num_workers,
             warp_only=args.warp_only, flow=args.flow, force_flow=args.force_flow,
             flownet_checkpoint=args.flownet_checkpoint, fp16=args.fp16, rgb_max=args.rgb_max,
-            precision=args.precision)
+            precision=args.precision, overwrite=args.overwrite)
         runtime = setup_runtime(args.device, "fp32", args.seed, args.memory)
 
         def progress(batches, total):

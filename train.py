@@ -27,6 +27,7 @@ from libs.cli import (  # noqa: E402
 )
 from libs.engine.recipes import get_recipe, train  # noqa: E402
 from libs.networks.models import NER_INITS  # noqa: E402
+from libs.runtime.ownership import prepare_save_folder  # noqa: E402
 from libs.runtime.session import setup_runtime  # noqa: E402
 
 PROG = "train.py"
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         recipe = get_recipe(args.stage)
         runtime = setup_runtime(args.device, args.precision, args.seed, args.memory)
+        prepare_save_folder(args.save_folder, recipe.prefix, overwrite=args.overwrite, keep=[args.checkpoint],
+                            continuing=args.resume is not None or args.start_epoch > 0,
+                            is_main=runtime.is_main, log=runtime.print)
         config = train_config_from_args(
             args,
             lr=args.lr if args.lr is not None else recipe.lr,
