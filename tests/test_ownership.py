@@ -151,5 +151,5 @@ def test_pseudo_labels_rerun_with_other_settings(synthetic, tmp_path, capsys):
     assert pseudo_script.main([*argv, "--rgb-max", "255", "--overwrite"]) == 0
     assert json.loads((out / "settings.json").read_text())["settings"]["rgb_max"] == 255.0
     # an image dataset has no clips to label: one line, not a TypeError
-    images = [*argv[:4], "--datasets", "MSRA-B:train", *argv[6:9], str(tmp_path / "images"), *argv[10:]]
+    images = [*argv[:4], "--datasets", "MSRA-B:train", *argv[6:10], str(tmp_path / "images"), *argv[11:]]
     assert_one_line_error(pseudo_script.main, images, capsys, "dataset 'MSRA-B' is an image dataset")
