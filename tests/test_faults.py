@@ -30,6 +30,7 @@ from libs.engine.logs import LOG_COLUMNS, RunLogger
 from libs.inference import InferenceOptions, SaliencyWriter
 from libs.inference.runner import prepare_results_folder
 from libs.networks.sizes import MIN_FRAME_SIZE, FrameSizeError, check_frame_size
+from libs.runtime.errors import UserError
 from libs.runtime.files import (
     FileWriteError,
     host_tag,
@@ -380,3 +381,35 @@ def test_exit_process_flushes_output_and_keeps_the_status(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out", "err")
     assert "logged" in log.read_text()
+
+
+# ---------------------------------------------------------------------------- truncated videos
+
+
+def _video(path: Path, frames: int = 10) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), index * 20, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_truncated_video_is_an_error_naming_both_counts(tmp_path):
+    from libs.datasets import get_transforms
+    from libs.inference.sources import VideoFileClips
+
+    transform = get_transforms(False, 32)["test"]
+    whole = _video(tmp_path / "whole.avi")
+    assert sum(len(clip) for clip in VideoFileClips(whole, transform, clip_len=5)) == 10
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.8)])  # the header still declares 10 frames
+    clips = []
+    with pytest.raises(UserError, match=f"--input {cut}: the video declares 10 frames but only "
+                                        "(\\d) could be decoded") as error:
+        for clip in VideoFileClips(cut, transform, clip_len=2):
+            clips.append(clip)
+    decoded = int(error.value.args[0].split("only ")[1].split()[0])
+    assert 0 < decoded < 10 and len(clips) == (decoded + 1) // 2  # the decoded frames' clips came first

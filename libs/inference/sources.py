@@ -129,11 +129,35 @@ class FolderClips(ClipSource):
         return clip
 
 
+def check_frame_count(path: Path, decoded: int, declared: int) -> None:
+    """Refuse a video that yielded fewer frames than its container declares (`declared` <= 0:
+    not declared, nothing to check).
+
+    A truncated or damaged file decodes until the damage and then reads as ended, which would
+    otherwise look like a short video: its maps would be written and the run would end with
+    exit 0. This is an error rather than a warning because a warning scrolls by in batch jobs
+    and a missing tail of maps then passes for a complete result. Containers that estimate
+    their count from the duration may overstate it by a frame or so, hence the tolerance of
+    `frame_count_tolerance(declared)`; decoding more frames than declared is no error.
+    """
+    if declared > 0 and declared - decoded > frame_count_tolerance(declared):
+        raise UserError(f"--input {path}: the video declares {declared} frames but only {decoded} could be "
+                        f"decoded (a truncated or damaged file); maps were written for the {decoded} decoded "
+                        "frames")
+
+
+def frame_count_tolerance(declared: int) -> int:
+    """How many declared frames a video may lack without an error: 1, or 1% of a long video."""
+    return max(1, declared // 100)
+
+
 class VideoFileClips(IterableDataset):
     """Every frame of a video file (decoded with OpenCV, in order), in clips.
 
     Frames are named by their index (`00000`, `00001`, ...); outputs `<name>/<index>.png`.
-    Decoding is sequential, so use at most one DataLoader worker.
+    Decoding is sequential, so use at most one DataLoader worker. After the last clip, the
+    number of frames decoded is checked against the number the container declares
+    (`check_frame_count`).
     """
 
     def __init__(self, path: str | Path, transform: Any, clip_len: int = 4, name: str | None = None,
@@ -171,7 +195,10 @@ class VideoFileClips(IterableDataset):
         info = get_worker_info()
         if info is not None and info.id > 0:
             return
+        import cv2
+
         capture = self._open()
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         recent: deque[Frame] = deque(maxlen=self.clip_len)
         fresh = 0
         count = 0
@@ -191,6 +218,7 @@ class VideoFileClips(IterableDataset):
         if fresh:
             clip = list(recent)
             yield clip + [clip[-1]] * (self.clip_len - len(clip))
+        check_frame_count(self.path, count, declared)
 
 
 def collate_clips(batch: list[list[Frame]]) -> dict[str, Any]:
