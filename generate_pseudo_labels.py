@@ -24,6 +24,7 @@ from libs.cli import (
 from libs.datasets.splits import PSEUDO_LABEL_SETS, pair_dataset_splits, parse_dataset_splits
 from libs.inference.pseudo_labels import PseudoLabelOptions, generate_pseudo_labels
 from libs.runtime.errors import UserError
+from libs.runtime.limits import check_run_memory
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import setup_runtime
 
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             flownet_checkpoint=args.flownet_checkpoint, fp16=args.fp16, rgb_max=args.rgb_max,
             precision=args.precision, overwrite=args.overwrite)
         runtime = setup_runtime(args.device, "fp32", args.seed, args.memory)
+        check_run_memory(runtime.device, size=args.size, batch_size=args.batch_size, clip_len=3,
+                         training=False)
 
         def progress(batches, total):
             return tqdm(batches, total=total, desc="pseudo-labels", dynamic_ncols=True,

@@ -8,7 +8,8 @@ in DataLoader workers; `collate_clips` batches clips without touching the metada
 
 Clips follow the release's inference sampling (`libs.datasets.sampling.clip_windows`):
 consecutive windows of clip_len frames, the last one aligned to the end of the video, a
-video shorter than a clip padded with its last frame. Each frame's file is written from
+video shorter than a clip padded with its last frame (a clip longer than both the video and
+the usual 4 frames is refused: `libs.runtime.limits.check_clip_length`). Each frame's file is written from
 the last clip that holds it, as the release's loop did.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch.utils.data import ConcatDataset, Dataset, IterableDataset, get_worker
 from libs.datasets import ImageDataset, VideoClipDataset, apply_transform, read_image
 from libs.datasets.sampling import clip_windows
 from libs.runtime.errors import UserError
+from libs.runtime.limits import check_clip_length
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -106,6 +108,7 @@ class FolderClips(ClipSource):
             raise UserError(f"--input {self.folder}: two frames share a name apart from the extension")
         self.name = name or self.folder.resolve().name
         self.transform = transform
+        check_clip_length(clip_len, len(self.frames), f"--input {self.folder}")
         self.windows = clip_windows(list(range(len(self.frames))), clip_len, training=False)
         self.with_original = with_original
 
@@ -167,11 +170,15 @@ class VideoFileClips(IterableDataset):
         self.transform = transform
         self.clip_len = clip_len
         self.with_original = with_original
+        import cv2
+
         capture = self._open()
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         ok, _ = capture.read()
         capture.release()
         if not ok:
             raise UserError(f"--input {self.path}: no frame could be decoded from this video file")
+        check_clip_length(clip_len, declared, f"--input {self.path}")
 
     def _open(self) -> Any:
         import cv2

@@ -77,10 +77,10 @@ def prepare_save_folder(folder: str | Path, prefix: str, *, continuing: bool, ov
     A folder holding an earlier run's files is refused (one `UserError` naming the folder and
     the files) unless `continuing` (this run continues it: `--resume`, or the release's
     `--start-epoch`) or `overwrite` (its files are deleted here, except those in `keep`, such
-    as the `--checkpoint` this run starts from). Then the folder is created and dead processes'
-    temporary files are removed. Only the main process (`is_main`) looks and acts: the other
-    processes of a torchrun job would otherwise see the main process's first files as another
-    run's.
+    as the `--checkpoint` this run starts from). Dead processes' temporary files are removed;
+    the folder itself is created by the training loop, once the data and model are ready. Only
+    the main process (`is_main`) looks and acts: the other processes of a torchrun job would
+    otherwise see the main process's first files as another run's.
     """
     if continuing and overwrite:
         raise UserError("--overwrite replaces the run in --save-folder: it does not go with --resume or "
@@ -92,7 +92,8 @@ def prepare_save_folder(folder: str | Path, prefix: str, *, continuing: bool, ov
     if earlier and not (continuing or overwrite):
         raise UserError(f"--save-folder {folder} holds the results of an earlier run ({_names(earlier)}): "
                         "pass --resume to continue it, --overwrite to replace it, or another --save-folder")
-    _create(folder, "--save-folder")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--save-folder {folder}: a file, not a folder")
     if overwrite and earlier:
         kept = {Path(p).resolve() for p in keep if p}
         doomed = [p for p in earlier if p.resolve() not in kept]
