@@ -2,7 +2,9 @@
 results is refused (one line, nothing touched) unless the run continues it or is told to replace it."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,34 @@ def test_pseudo_labels_rerun_with_other_settings(synthetic, tmp_path, capsys):
     # an image dataset has no clips to label: one line, not a TypeError
     images = [*argv[:4], "--datasets", "MSRA-B:train", *argv[6:10], str(tmp_path / "images"), *argv[11:]]
     assert_one_line_error(pseudo_script.main, images, capsys, "dataset 'MSRA-B' is an image dataset")
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_disk_or_read_only_folder_is_one_line_and_loses_nothing(tmp_path, monkeypatch, code):
+    claim = dict(output_suffix=".png", flag="--pseudo-label-folder", log=lambda _: None)
+    out = tmp_path / "1_5"
+    claim_generated_folder(out, SETTINGS, overwrite=False, **claim)
+    labels = _labels(out)
+    before = _snapshot(out)
+
+    def fail(*_args, **_kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("libs.runtime.files.os.replace", fail)
+    with pytest.raises(UserError, match=f"cannot write {out / 'settings.json'}: {os.strerror(code)}$"):
+        claim_generated_folder(out, {**SETTINGS, "size": 64}, overwrite=True, **claim)
+    monkeypatch.undo()
+    assert json.loads((out / "settings.json").read_text())["settings"] == SETTINGS
+    assert not [p for p in out.iterdir() if p.name.endswith(".rcrnet-tmp")]
+    # deleting the earlier outputs fails: the first file that cannot go is named, the record stays
+    claim_generated_folder(out, SETTINGS, overwrite=False, **claim)
+    labels = _labels(out)
+    monkeypatch.setattr(Path, "unlink", fail)
+    with pytest.raises(UserError, match=f"--overwrite: cannot delete {labels[0]}: {os.strerror(code)}$"):
+        claim_generated_folder(out, {**SETTINGS, "size": 64}, overwrite=True, **claim)
+    monkeypatch.undo()
+    assert _snapshot(out) == before
+    _earlier_run(tmp_path / "run")
+    monkeypatch.setattr(Path, "unlink", fail)
+    with pytest.raises(UserError, match="--save-folder --overwrite: cannot delete .*_current_best_model.pth"):
+        prepare_save_folder(tmp_path / "run", "video", continuing=False, overwrite=True)
