@@ -12,7 +12,7 @@ Two kinds of output folder:
   settings its files were made with in a small JSON file beside them. A rerun with the same
   settings continues where the last one stopped; a rerun with other settings, or into a folder
   of outputs whose settings are not recorded, is refused. `--overwrite` deletes the earlier
-  outputs (files named by the caller's pattern, nothing else) before recording the new
+  outputs (files with the caller's name ending, nothing else) before recording the new
   settings. Outputs made under two settings never mix.
 
 Temporary files that killed runs left are removed only when their owner process is dead
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,9 @@ from .errors import UserError
 from .files import FileWriteError, remove_stale_temporaries, write_atomic
 
 SETTINGS_FORMAT = "rcrnet-output-settings-1"
-# what a training run writes under its prefix (libs.engine: weights, resume file, logs)
-RUN_RESULT_PATTERNS = ("{prefix}_current_best_model.*", "{prefix}_epoch-*.*", "{prefix}_resume.pth",
-                       "{prefix}_log.csv", "{prefix}_log.png")
+# the names of what a training run writes under its prefix (libs.engine: weights, resume file, logs)
+RUN_RESULT_NAMES = r"{prefix}_(current_best_model|epoch-[0-9]+)\.(pth|safetensors)|{prefix}_resume\.pth" \
+    r"|{prefix}_log\.(csv|png)"
 
 
 def _names(paths: list[Path], shown: int = 4) -> str:
@@ -64,9 +65,8 @@ def run_results(folder: str | Path, prefix: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = {p for pattern in RUN_RESULT_PATTERNS for p in folder.glob(pattern.format(prefix=prefix))
-             if p.is_file()}
-    return sorted(found)
+    names = re.compile(RUN_RESULT_NAMES.format(prefix=re.escape(prefix)))
+    return sorted(p for p in folder.iterdir() if names.fullmatch(p.name) and p.is_file())
 
 
 def prepare_save_folder(folder: str | Path, prefix: str, *, continuing: bool, overwrite: bool,
