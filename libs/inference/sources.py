@@ -14,6 +14,7 @@ the last clip that holds it, as the release's loop did.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,6 +182,9 @@ class VideoFileClips(IterableDataset):
         check_clip_length(clip_len, declared, f"--input {self.path}")
 
     def _open(self) -> Any:
+        # FFmpeg's own messages about damaged packets would add lines to stderr; the frame count
+        # check reports a damaged file in one line (set before OpenCV starts its FFmpeg backend)
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
         capture = cv2.VideoCapture(str(self.path))
