@@ -20,8 +20,9 @@ Steps (each a run of the project's scripts, so this is also their end-to-end che
    fully annotated DAVIS2016 val and FBMS test videos.
 
 Every step is skipped when its output exists (delete the folder, or pass --fresh, to redo
-it); a training step stopped before its output was written starts again (`--overwrite`). Results go to `<out>/results.json` and `<out>/results.md`. CPU threads are limited
-to `--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a machine politely.
+it); a training step stopped before its output was written starts again (`--overwrite`).
+Results go to `<out>/results.json` and `<out>/results.md`. CPU threads are limited to
+`--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a machine politely.
 """
 from __future__ import annotations
 
