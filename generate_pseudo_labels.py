@@ -24,6 +24,7 @@ from libs.cli import (
 from libs.datasets.splits import PSEUDO_LABEL_SETS, pair_dataset_splits, parse_dataset_splits
 from libs.inference.pseudo_labels import PseudoLabelOptions, generate_pseudo_labels
 from libs.runtime.errors import UserError
+from libs.runtime.limits import check_run_memory
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import setup_runtime
 
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--datasets", nargs="+", metavar="NAME:SPLIT", default=None,
                       help="the videos to label (not in the release, which always labels "
                            + " ".join(f"{n}:{s}" for n, s in PSEUDO_LABEL_SETS) + ")")
+    data.add_argument("--overwrite", action="store_true",
+                      help="replace the labels in the <m>_<l>/ folder (without it, a folder of labels made "
+                           "with other settings is refused; with the same settings the run continues)")
     data.add_argument("--dataset", action="append", metavar="NAME",
                       help="instead of --datasets, as in inference.py and evaluate.py: a dataset to label, "
                            "paired with the --split at the same position; repeat for several")
@@ -115,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             output_stride=args.os, batch_size=args.batch_size, num_workers=args.num_workers,
             warp_only=args.warp_only, flow=args.flow, force_flow=args.force_flow,
             flownet_checkpoint=args.flownet_checkpoint, fp16=args.fp16, rgb_max=args.rgb_max,
-            precision=args.precision)
+            precision=args.precision, overwrite=args.overwrite)
         runtime = setup_runtime(args.device, args.seed)
+        check_run_memory(runtime.device, size=args.size, batch_size=args.batch_size, clip_len=3,
+                         training=False)
 
         def progress(batches, total):
             return tqdm(batches, total=total, desc="pseudo-labels", dynamic_ncols=True,

@@ -19,6 +19,7 @@ from libs.cli import (
 from libs.inference import InferenceOptions, Predictor, evaluate_split, infer_input, infer_split
 from libs.inference.predictor import COMPILE_MIN_FRAMES
 from libs.runtime.errors import UserError
+from libs.runtime.limits import check_run_memory
 from libs.runtime.plan import COMPILE_CHOICES, plan_run
 from libs.runtime.precision import PRECISION_CHOICES
 from libs.runtime.session import resolve_device
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                                               report=lambda line: print(line, flush=True))
         print(f"{predictor.kind} model from {checkpoint} on {predictor.device}, {predictor.describe()}",
               flush=True)
+        check_run_memory(predictor.device, size=args.size, batch_size=args.batch_size, clip_len=args.clip_len,
+                         training=False)
         options = InferenceOptions(results_folder=Path(args.results_folder), size=args.size,
                                    clip_len=args.clip_len, batch_size=args.batch_size,
                                    num_workers=args.num_workers, overwrite=args.overwrite,

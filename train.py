@@ -27,6 +27,8 @@ from libs.cli import (  # noqa: E402
 )
 from libs.engine.recipes import get_recipe, train  # noqa: E402
 from libs.networks.models import NER_INITS  # noqa: E402
+from libs.runtime.limits import check_run_memory  # noqa: E402
+from libs.runtime.ownership import prepare_save_folder  # noqa: E402
 from libs.runtime.session import setup_runtime  # noqa: E402
 
 PROG = "train.py"
@@ -105,10 +107,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         recipe = get_recipe(args.stage)
         runtime = setup_runtime(args.device, args.seed)
+        batch_size = args.batch_size if args.batch_size is not None else recipe.batch_size
+        check_run_memory(runtime.device, size=args.size, batch_size=batch_size, training=True,
+                         clip_len=args.clip_len if recipe.clip_len is not None else None)
+        prepare_save_folder(args.save_folder, recipe.prefix, overwrite=args.overwrite, keep=[args.checkpoint],
+                            continuing=args.resume is not None or args.start_epoch > 0,
+                            is_main=runtime.is_main, log=runtime.print)
         config = train_config_from_args(
             args,
             lr=args.lr if args.lr is not None else recipe.lr,
-            batch_size=args.batch_size if args.batch_size is not None else recipe.batch_size,
+            batch_size=batch_size,
             epochs=args.epochs if args.epochs is not None else recipe.epochs,
         )
         train(recipe, runtime, config, recipe_options_from_args(

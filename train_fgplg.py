@@ -22,6 +22,8 @@ from libs.cli import (
     train_config_from_args,
 )
 from libs.engine.recipes import RECIPES, train
+from libs.runtime.limits import check_run_memory
+from libs.runtime.ownership import prepare_save_folder
 from libs.runtime.session import setup_runtime
 
 PROG = "train_fgplg.py"
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         runtime = setup_runtime(args.device, args.seed)
+        check_run_memory(runtime.device, size=args.size, batch_size=args.batch_size, clip_len=args.clip_len,
+                         training=True)
+        prepare_save_folder(args.save_folder, RECIPES["fgplg"].prefix, overwrite=args.overwrite,
+                            keep=[args.checkpoint], is_main=runtime.is_main, log=runtime.print,
+                            continuing=args.resume is not None or args.start_epoch > 0)
         train(RECIPES["fgplg"], runtime, train_config_from_args(args), recipe_options_from_args(args),
               precision=args.precision)
         return 0

@@ -100,7 +100,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
                            batch_size: int | None = 1, epochs: int | None = 50,
                            save_folder: str = "models/checkpoints",
                            default_notes: dict[str, str] | None = None) -> argparse._ArgumentGroup:
-    """The release's training flags plus --resume and --plot.
+    """The release's training flags plus --resume, --overwrite and --plot.
 
     Pass None for lr/batch_size/epochs to resolve them later (per recipe) and describe those
     defaults in `default_notes` ({"lr": "(default: ...)", ...}, appended to their help).
@@ -125,6 +125,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, lr: float | None 
     group.add_argument("--resume", nargs="?", const="auto", default=None, metavar="FILE",
                        help="continue a stopped run: model, optimizer, scaler, epoch, best score and "
                             "random states from FILE (default <save-folder>/<prefix>_resume.pth)")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the earlier run in --save-folder (its weights, resume file and log are "
+                            "deleted when this run starts); without it or --resume such a folder is refused")
     group.add_argument("--plot", action="store_true",
                        help="draw the training curves to <save-folder>/<prefix>_log.png after every epoch")
     group.add_argument("--weights-format", choices=("pth", "safetensors"), default="pth",

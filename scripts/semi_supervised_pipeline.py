@@ -21,10 +21,11 @@ Steps (each a run of the project's scripts, so this is also their end-to-end che
    fully annotated DAVIS2016 val and FBMS test videos.
 
 Every step is skipped when its output exists (delete the folder, or pass --fresh, to redo
-it; --fresh deletes only a folder this pipeline wrote, one holding its `pipeline.log`).
-Results go to `<out>/results.json` and `<out>/results.md`, written atomically. CPU threads
-are limited to `--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a
-machine politely. A step that fails stops the pipeline with one line naming its log.
+it; --fresh deletes only a folder this pipeline wrote, one holding its `pipeline.log`); a training
+step stopped before its output was written starts again (`--overwrite`). Results go to
+`<out>/results.json` and `<out>/results.md`, written atomically. CPU threads are limited to
+`--threads` (default 1) for torch, OpenMP and OpenCV, so the run shares a machine politely. A
+step that fails stops the pipeline with one line naming its log.
 """
 from __future__ import annotations
 
@@ -153,7 +154,8 @@ class Pipeline:
         if not path.is_file():
             seconds = self.run("image", "train.py", "--stage", "image", "--checkpoint", "none",
                                *self.common(), "--epochs", self.args.image_epochs, "--batch-size", 8,
-                               "--lr", self.args.image_lr, "--seed", self.args.seed, "--save-folder", folder)
+                               "--lr", self.args.image_lr, "--seed", self.args.seed, "--save-folder", folder,
+                               "--overwrite")
             self.results["image_minutes"] = seconds / 60
         return path
 
@@ -175,7 +177,8 @@ class Pipeline:
         if not path.is_file():
             seconds = self.run("fgplg", "train_fgplg.py", "--flow", "dis", "--checkpoint", image_checkpoint,
                                *self.common(), "--label_interval", self.l, "--epochs", self.args.fgplg_epochs,
-                               "--lr", self.args.fgplg_lr, "--seed", self.args.seed, "--save-folder", folder)
+                               "--lr", self.args.fgplg_lr, "--seed", self.args.seed, "--save-folder", folder,
+                               "--overwrite")
             self.results["fgplg_minutes"] = seconds / 60
         return path
 
@@ -185,7 +188,8 @@ class Pipeline:
         if not (folder / f"video_epoch-{epochs}.pth").is_file():
             seconds = self.run(f"video-{name}", "train.py", "--checkpoint", image_checkpoint,
                                *self.common(), "--pseudo-label-folder", labels, "--epochs", epochs,
-                               "--lr", self.args.video_lr, "--seed", self.args.seed, "--save-folder", folder)
+                               "--lr", self.args.video_lr, "--seed", self.args.seed, "--save-folder", folder,
+                               "--overwrite")
             self.results[f"video_{name}_minutes"] = seconds / 60
         return path
 

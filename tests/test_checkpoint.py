@@ -170,3 +170,51 @@ def test_saved_model_round_trip(tmp_path, image_model):
     other = ImageModel()
     load_weights(other, path)
     assert all(torch.equal(v, other.state_dict()[k]) for k, v in image_model.state_dict().items())
+
+
+@pytest.mark.parametrize("fault", ["int32", "nan", "inf"])
+def test_weights_of_the_wrong_dtype_or_not_finite_are_refused(tmp_path, image_weights, image_model, fault):
+    key = "backbone.decoder.conv2.weight"
+    bad = dict(image_weights)
+    if fault == "int32":
+        bad = {k: v.to(torch.int32) if v.is_floating_point() else v for k, v in bad.items()}
+        expected = "key 'backbone.resnet.conv1.weight' holds int32 values where the model holds float32"
+    else:
+        bad[key] = bad[key].clone()
+        bad[key].view(-1)[7] = float(fault)
+        expected = f"key {key!r} holds 1 NaN or infinite value(s)"
+    path = tmp_path / f"{fault}.pth"
+    torch.save(bad, path)
+    before = {k: v.clone() for k, v in image_model.state_dict().items()}
+    for weights in (path, read_state_dict(path)):  # a path, or a state dict the caller read first
+        with pytest.raises(CheckpointError) as error:
+            load_weights(image_model, weights)
+        assert str(error.value).startswith(f"checkpoint {path}: ") and expected in str(error.value)
+    assert all(torch.equal(v, image_model.state_dict()[k]) for k, v in before.items())
+
+
+def test_errors_name_the_file_when_the_caller_read_it_first(tmp_path, image_weights):
+    path = tmp_path / "image.pth"
+    torch.save({k: v for k, v in image_weights.items() if "aspp" not in k}, path)
+    state_dict = read_state_dict(path)
+    with pytest.raises(CheckpointError, match=f"(?s)^checkpoint {path} does not fit ImageModel: .*"
+                                              "missing keys: backbone.aspp"):
+        load_state_dict_strict(ImageModel(), state_dict)
+    with pytest.raises(CheckpointError, match=f"(?s)^checkpoint {path} does not fit VideoModel.backbone: .*"
+                                              "missing keys: backbone.aspp"):
+        init_video_from_image(VideoModel(), state_dict)
+    # the state dict remembers its file but is saved as a plain one (loadable with weights_only)
+    save_weights(state_dict, tmp_path / "copy.pth")
+    assert type(torch.load(tmp_path / "copy.pth", weights_only=True)).__name__ == "OrderedDict"
+
+
+def test_an_fgplg_checkpoint_is_named_as_one(tmp_path, image_weights):
+    fgplg = dict(image_weights)
+    fgplg["backbone.resnet.conv1.weight"] = torch.zeros(64, 7, 7, 7)
+    path = tmp_path / "fgplg_current_best_model.pth"
+    torch.save(fgplg, path)
+    for load in (lambda w: init_video_from_image(VideoModel(), w), lambda w: load_weights(VideoModel(), w),
+                 lambda w: load_weights(ImageModel(), w), lambda w: init_backbone_from_imagenet(RCRNet(), w)):
+        for weights in (path, read_state_dict(path)):
+            with pytest.raises(CheckpointError, match=f"^checkpoint {path} is an FGPLG checkpoint, not "):
+                load(weights)

@@ -406,15 +406,13 @@ def test_bad_files(tmp_path):
         ds[2]
 
 
-def test_colour_labels_are_converted_with_one_warning(tmp_path):
+def test_grey_labels_stored_as_colour_are_read_as_grey(tmp_path):
     entries = {"COLOURED": make_video_dataset(tmp_path, "COLOURED", {"x": (3, [])}, 1)}
     for i in range(3):
         _write_label(tmp_path / "COLOURED" / "Annotations" / "x" / f"{i:05d}.png", mode="RGB")
     config = write_config(tmp_path, entries)
     ds = get_datasets("COLOURED", "train", config, tmp_path, True, None)
-    with pytest.warns(UserWarning, match="not single-channel grey") as record:
-        labels = [ds[i]["label"] for i in range(3)]
-    assert len(record) == 1
+    labels = [ds[i]["label"] for i in range(3)]
     assert labels[0].shape == (1, H, W) and set(labels[0].unique().tolist()) == {0.0, 1.0}
 
 

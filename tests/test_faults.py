@@ -30,12 +30,15 @@ from libs.engine.logs import LOG_COLUMNS, RunLogger
 from libs.inference import InferenceOptions, SaliencyWriter
 from libs.inference.runner import prepare_results_folder
 from libs.networks.sizes import MIN_FRAME_SIZE, FrameSizeError, check_frame_size
+from libs.runtime.errors import UserError
 from libs.runtime.files import (
     FileWriteError,
+    host_tag,
     is_stale_temporary,
     read_torch_file,
     remove_stale_temporaries,
     save_torch,
+    temporary_owner,
     write_atomic,
 )
 
@@ -100,35 +103,56 @@ def test_ctrl_c_while_writing_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
-def test_stale_temporaries_match_the_exact_pattern_only(tmp_path):
+def dead_pid() -> int:
+    """The id of a process that has ended (started and reaped here)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_a_dead_owners_temporaries_are_removed(tmp_path):
     sub = tmp_path / "video" / "clip"
     sub.mkdir(parents=True)
-    stale = [tmp_path / ".video_resume.pth.k2_x9abc.rcrnet-tmp", sub / ".00001.png.abcdefgh.rcrnet-tmp"]
-    kept = [tmp_path / "notes.tmp", tmp_path / ".foo.tmp", tmp_path / ".a.png.abcdefgh.tmp",
-            tmp_path / ".a.png.abc.rcrnet-tmp", tmp_path / "a.png.abcdefgh.rcrnet-tmp",
-            tmp_path / ".a.png.ABCDEFGH.rcrnet-tmp", sub / "00001.png"]
+    host, dead = host_tag(), dead_pid()
+    stale = [tmp_path / f".video_resume.pth.{host}.{dead}.k2_x9abc.rcrnet-tmp",
+             sub / f".00001.png.{host}.{dead}.abcdefgh.rcrnet-tmp"]
+    kept = [tmp_path / "notes.tmp", tmp_path / ".foo.tmp", tmp_path / f".a.png.{host}.{dead}.abcdefgh.tmp",
+            tmp_path / f".a.png.{host}.{dead}.abc.rcrnet-tmp",
+            tmp_path / f"a.png.{host}.{dead}.abcdefgh.rcrnet-tmp",
+            # a live process's (another run writing here now), this process's, another host's, no owner
+            tmp_path / f".b.png.{host}.{os.getppid()}.abcdefgh.rcrnet-tmp",
+            tmp_path / f".c.png.{host}.{os.getpid()}.abcdefgh.rcrnet-tmp",
+            tmp_path / f".d.png.other-host.{dead}.abcdefgh.rcrnet-tmp",
+            tmp_path / ".e.png.abcdefgh.rcrnet-tmp", sub / "00001.png"]
     for path in stale + kept:
         path.write_bytes(b"x")
-    (tmp_path / ".dir.abcdefgh.rcrnet-tmp").mkdir()
+    (tmp_path / f".dir.{host}.{dead}.abcdefgh.rcrnet-tmp").mkdir()
     assert all(is_stale_temporary(p) for p in stale) and not any(is_stale_temporary(p) for p in kept)
+    assert temporary_owner(stale[0]) == (host, dead) and temporary_owner(kept[-2]) is None
     assert remove_stale_temporaries(tmp_path) == [stale[0]]
     assert remove_stale_temporaries(tmp_path, recursive=True) == [stale[1]]
-    assert all(p.exists() for p in kept) and (tmp_path / ".dir.abcdefgh.rcrnet-tmp").is_dir()
+    assert all(p.exists() for p in kept) and (tmp_path / f".dir.{host}.{dead}.abcdefgh.rcrnet-tmp").is_dir()
     assert remove_stale_temporaries(tmp_path / "missing") == []
-    # what write_atomic leaves when killed between creating and renaming is of that pattern
-    created = []
-    original = os.replace
 
-    def record(source, target):
-        created.append(Path(source))
-        original(source, target)
 
-    os.replace = record
-    try:
-        write_atomic(tmp_path / "b.png", lambda handle: handle.write(b"x"))
-    finally:
-        os.replace = original
-    assert is_stale_temporary(created[0])
+def test_a_second_run_keeps_the_first_runs_temporary_file(tmp_path):
+    """What write_atomic creates names this process; a cleanup by another process while the write
+    is under way (a second run starting in the same folder) leaves it, and the write completes."""
+    target = tmp_path / "b.png"
+    seen = []
+
+    def write(handle):
+        (temporary,) = [p for p in tmp_path.iterdir() if p.name.startswith(".b.png.")]
+        seen.append(temporary)
+        code = ("import sys; from libs.runtime.files import remove_stale_temporaries; "
+                f"sys.exit(len(remove_stale_temporaries({str(tmp_path)!r})))")
+        assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+        assert temporary.exists()
+        handle.write(b"x")
+
+    write_atomic(target, write)
+    assert target.read_bytes() == b"x" and temporary_owner(seen[0]) == (host_tag(), os.getpid())
+    assert not seen[0].exists()
 
 
 # ---------------------------------------------------------------------------- CSV log
@@ -271,7 +295,7 @@ class Evil:
 def test_resume_flags_logs_temporaries_and_unsafe_files(synthetic, tmp_path, capsys, monkeypatch):
     save = tmp_path / "run"
     save.mkdir()
-    stale = save / ".image_log.csv.a1b2c3d4.rcrnet-tmp"
+    stale = save / f".image_log.csv.{host_tag()}.{dead_pid()}.a1b2c3d4.rcrnet-tmp"
     kept = [save / "notes.tmp", save / ".foo.tmp", save / ".image_log.csv.a1b2c3d4.tmp"]
     for path in [stale, *kept]:
         path.write_text("x")
@@ -340,7 +364,7 @@ def test_save_folder_that_is_a_file(synthetic, tmp_path, capsys):
         "--stage", "image", "--data", str(synthetic.parent), "--dataset-config", str(synthetic),
         "--save-folder", str(tmp_path / "file"), "--size", "32", "-j", "0", "--device", "cpu",
         "--checkpoint", "none", "--epochs", "1"], capsys,
-        f"--save-folder {tmp_path / 'file'}: cannot create it")
+        f"--save-folder {tmp_path / 'file'}: a file, not a folder")
 
 
 def test_exit_process_flushes_output_and_keeps_the_status(tmp_path):
@@ -357,3 +381,35 @@ def test_exit_process_flushes_output_and_keeps_the_status(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (3, "out", "err")
     assert "logged" in log.read_text()
+
+
+# ---------------------------------------------------------------------------- truncated videos
+
+
+def _video(path: Path, frames: int = 10) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for index in range(frames):
+        writer.write(np.full((48, 64, 3), index * 20, np.uint8))
+    writer.release()
+    return path
+
+
+def test_a_truncated_video_is_an_error_naming_both_counts(tmp_path):
+    from libs.datasets import get_transforms
+    from libs.inference.sources import VideoFileClips
+
+    transform = get_transforms(False, 32)["test"]
+    whole = _video(tmp_path / "whole.avi")
+    assert sum(len(clip) for clip in VideoFileClips(whole, transform, clip_len=5)) == 10
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: int(len(data) * 0.8)])  # the header still declares 10 frames
+    clips = []
+    with pytest.raises(UserError, match=f"--input {cut}: the video declares 10 frames but only "
+                                        "(\\d) could be decoded") as error:
+        for clip in VideoFileClips(cut, transform, clip_len=2):
+            clips.append(clip)
+    decoded = int(error.value.args[0].split("only ")[1].split()[0])
+    assert 0 < decoded < 10 and len(clips) == (decoded + 1) // 2  # the decoded frames' clips came first

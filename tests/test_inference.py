@@ -18,6 +18,7 @@ import inference
 from libs.datasets.synthetic import generate_synthetic
 from libs.inference import Predictor, SaliencyWriter, resize_to_original, saliency_to_uint8, save_atomic
 from libs.networks import VideoModel
+from libs.runtime.files import host_tag
 from libs.runtime.plan import plan_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +224,9 @@ def test_folder_counts_each_frame_once_and_disk_full_keeps_the_maps(synthetic, r
     for k in range(10):
         (folder / f"{k:02d}.jpg").write_bytes(frame.read_bytes())
     results = tmp_path / "results"
-    stale = results / "ten" / ".03.png.abcd_123.rcrnet-tmp"
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # a run that was killed: its temporary file is removed
+    stale = results / "ten" / f".03.png.{host_tag()}.{ended.pid}.abcd_123.rcrnet-tmp"
     notes = results / "ten" / "notes.tmp"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"x")

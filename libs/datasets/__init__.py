@@ -25,6 +25,8 @@ _EXPORTS = {
     "use_pseudo_labels": "pseudo_labels",
     "read_image": "reading",
     "read_label": "reading",
+    "read_label_array": "reading",
+    "interpret_label": "labels",
     "SoftMask": "augment",
     "apply_transform": "transforms",
     "augmentation": "transforms",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -121,7 +120,7 @@ class DatasetSpec:
         path = Path(root) / self.name / self.split_dir / f"{split}_id.txt"
         if not path.is_file():
             raise DatasetFileError(f"split file not found: {path} (dataset {self.name!r}, split {split!r})")
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for line in read_text_file(path, "split file").splitlines() if line.strip()]
         if not ids:
             raise DatasetConfigError(f"split file {path} lists no images")
         return ids
@@ -144,66 +143,102 @@ class DatasetSpec:
 
 
 _REQUIRED = ("image_dir", "label_dir", "image_ext", "label_ext")
+_OPTIONAL_TEXT = ("split_dir", "image_subdir", "label_subdir")
 
 
-def _split_entries(value: object) -> list[str]:
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of `path`; a file that cannot be read or is not UTF-8 is one
+    DatasetConfigError naming it (and the offset of the first byte that is not UTF-8)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetReadError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetConfigError(f"{what} {path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset "
+                                 f"{err.start}); save it as UTF-8") from None
+
+
+def _kind(value: object) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _text(path: Path, name: str, key: str, value: object) -> str:
+    """A text value of the entry, or an error naming the file, entry and key."""
+    if not isinstance(value, str):
+        raise DatasetConfigError(f"{path}: {name}.{key} must be text, got {_kind(value)}")
+    return value
+
+
+def _split_entries(path: Path, name: str, split: str, value: object) -> list[str]:
     """A split's videos: a list of names, or one string (a name or a folder pattern)."""
+    where = f"{path}: {name}.video_split.{split}"
     if value is None:
         return []
     if isinstance(value, str):
         return [value]
-    return [str(v) for v in value]
+    if not isinstance(value, list):
+        raise DatasetConfigError(f"{where} must be a list of video names or a folder pattern, "
+                                 f"got {_kind(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise DatasetConfigError(f"{where}[{index}] must be a video name (text; quote names such as "
+                                     f"'01'), got {_kind(item)}")
+    return list(value)
 
 
 def _parse_entry(path: Path, name: str, entry: object) -> DatasetSpec:
     if not isinstance(entry, dict):
-        raise DatasetConfigError(f"{path}: entry {name!r} must be a mapping of keys")
+        raise DatasetConfigError(f"{path}: entry {name!r} must be a mapping of keys, got {_kind(entry)}")
     missing = [k for k in _REQUIRED if k not in entry]
     if missing:
         raise DatasetConfigError(f"{path}: entry {name!r} lacks key(s) {', '.join(missing)}")
+    layout = {"name": name, **{key: _text(path, name, key, entry[key]) for key in _REQUIRED}}
+    extras = {key: _text(path, name, key, entry[key]) for key in _OPTIONAL_TEXT if entry.get(key) is not None}
     is_video = "video_split" in entry or "default_label_interval" in entry
     if is_video:
         split = entry.get("video_split")
         if not isinstance(split, dict) or not split:
-            raise DatasetConfigError(f"{path}: entry {name!r} needs a non-empty 'video_split' mapping")
+            raise DatasetConfigError(f"{path}: {name}.video_split must be a non-empty mapping of split names "
+                                     f"to video lists, got {_kind(split)}")
         interval = entry.get("default_label_interval")
-        if not isinstance(interval, int) or interval < 1:
-            raise DatasetConfigError(
-                f"{path}: entry {name!r} needs 'default_label_interval' as a positive integer"
-            )
-        video_split = {str(k): _split_entries(vs) for k, vs in split.items()}
-        return DatasetSpec(
-            **_layout(name, entry),
-            default_label_interval=interval,
-            video_split=video_split,
-            image_subdir=str(entry.get("image_subdir") or ""),
-            label_subdir=str(entry.get("label_subdir") or ""),
-        )
-    if "split_dir" not in entry:
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise DatasetConfigError(f"{path}: {name}.default_label_interval must be a positive integer, "
+                                     f"got {_kind(interval)}")
+        for key in split:
+            if not isinstance(key, str):
+                raise DatasetConfigError(f"{path}: {name}.video_split: split names must be text, "
+                                         f"got {_kind(key)}")
+        return DatasetSpec(**layout, default_label_interval=interval,
+                           video_split={k: _split_entries(path, name, k, v) for k, v in split.items()},
+                           image_subdir=extras.get("image_subdir", ""),
+                           label_subdir=extras.get("label_subdir", ""))
+    if "split_dir" not in extras:
         raise DatasetConfigError(
             f"{path}: entry {name!r} needs 'split_dir' (image dataset) or 'video_split' (video dataset)"
         )
-    return DatasetSpec(**_layout(name, entry), split_dir=str(entry["split_dir"]))
-
-
-def _layout(name: str, entry: dict[str, Any]) -> dict[str, str]:
-    """The folder and extension fields every entry has."""
-    fields = ("image_dir", "label_dir", "image_ext", "label_ext")
-    return {"name": name, **{key: str(entry[key]) for key in fields}}
+    return DatasetSpec(**layout, split_dir=extras["split_dir"])
 
 
 def load_dataset_config(path: str | Path = DEFAULT_CONFIG) -> dict[str, DatasetSpec]:
-    """Read a dataset config file into {name: DatasetSpec}."""
+    """Read a dataset config file into {name: DatasetSpec}; every value is type-checked, and a
+    wrong one is one DatasetConfigError naming the file, the entry and the key."""
     path = Path(path)
     if not path.is_file():
         raise DatasetConfigError(f"dataset config not found: {path}")
+    text = read_text_file(path, "dataset config")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise DatasetConfigError(f"{path}: not valid YAML ({err})") from None
+        detail = " ".join(str(err).split())
+        raise DatasetConfigError(f"{path}: not valid YAML ({detail})") from None
     if not isinstance(raw, dict) or not raw:
         raise DatasetConfigError(f"{path}: expected a mapping of dataset names to entries")
-    return {str(name): _parse_entry(path, str(name), entry) for name, entry in raw.items()}
+    for name in raw:
+        if not isinstance(name, str):
+            raise DatasetConfigError(f"{path}: dataset names must be text, got {_kind(name)}")
+    return {name: _parse_entry(path, name, entry) for name, entry in raw.items()}
 
 
 def get_spec(config: dict[str, DatasetSpec], name: str) -> DatasetSpec:

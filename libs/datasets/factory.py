@@ -23,8 +23,9 @@ def get_datasets(name_list: str | Sequence[str], split_list: str | Sequence[str]
                  all_frames: bool = False) -> Dataset:
     """One dataset per (name, split) pair; a ConcatDataset when there are several.
 
-    Image entries give `ImageDataset`; video entries give `VideoClipDataset` when
-    `read_clip`, else `VideoImageDataset`. `training` is True for training and
+    Image entries give `ImageDataset` (and are refused when `read_clip`: an image has no
+    neighbouring frames); video entries give `VideoClipDataset` when `read_clip`, else
+    `VideoImageDataset`. `training` is True for training and
     validation (labels required, label_interval applied, clips overlapping by one
     frame) and False for inference. `config_path` may also be an already loaded config
     (None: config/datasets.yaml). `all_frames` (not in the release): every frame of every
@@ -46,6 +47,9 @@ def get_datasets(name_list: str | Sequence[str], split_list: str | Sequence[str]
     datasets: list[Dataset] = []
     for name, split in zip(names, splits):
         spec = get_spec(config, name)
+        if read_clip and not spec.is_video:
+            raise DatasetConfigError(f"dataset {name!r} is an image dataset (it has no video_split): clips "
+                                     "of frames are read from video datasets only")
         if not spec.is_video:
             datasets.append(ImageDataset(spec, root, split, training, transforms))
         elif read_clip:

@@ -1,13 +1,12 @@
 """Reading frames and labels from disk into tensors, with one-line errors.
 
 Frames are decoded with Pillow as RGB (as the release does) and returned as uint8
-tensors [3, H, W]. Labels are read as grey levels, scaled to [0, 1] when their maximum
-exceeds 1 (the release's rule: 0/255 masks become 0/1, 0/1 masks stay), and returned as
-float tensors [1, H, W].
+tensors [3, H, W]. Labels are interpreted by `libs.datasets.labels` (palette, 1-bit, two-level
+and soft grey, 16-bit; the one rule training, inference and evaluation share) and returned as
+float tensors [1, H, W] in [0, 1].
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .config import DatasetFileError, DatasetReadError
-
-# Label modes that are single-channel grey already; anything else is converted to grey
-# ("L") as the release does, with one warning per dataset.
-_GREY_MODES = frozenset({"L", "1"})
-_warned: set[str] = set()
+from .labels import interpret_label
 
 
 def open_image(path: str | Path, what: str = "image") -> Image.Image:
@@ -59,31 +54,16 @@ def read_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def read_label(path: str | Path, dataset: str = "") -> torch.Tensor:
-    """A saliency label as a float tensor [1, H, W] in [0, 1].
+def read_label_array(path: str | Path) -> np.ndarray:
+    """A saliency label as float32 HxW in [0, 1] (`libs.datasets.labels.interpret_label`); a
+    missing, unreadable or uninterpretable file is a `DatasetConfigError` subclass naming it."""
+    return interpret_label(open_image(path, "label"), path)
 
-    Labels that are not single-channel grey (RGB, palette, 16-bit...) are converted to
-    8-bit grey like the release does; the first such label of each dataset is reported
-    with a warning, since a colour or palette mask may not mean what was intended.
-    """
-    path = Path(path)
-    label = open_image(path, "label")
-    if label.mode not in _GREY_MODES:
-        key = dataset or str(path.parent)
-        if key not in _warned:
-            _warned.add(key)
-            warnings.warn(
-                f"label {path} has mode {label.mode!r}, not single-channel grey: converting to grey "
-                f"(reported once{' for dataset ' + repr(dataset) if dataset else ''})",
-                stacklevel=2,
-            )
-    try:
-        array = np.asarray(label.convert("L"), dtype=np.float32)
-    except (OSError, ValueError) as err:
-        raise DatasetReadError(f"cannot read label {path}: {err}") from None
-    if array.max() > 1:
-        array = array / 255.0
-    return torch.from_numpy(array.copy()).unsqueeze(0)
+
+def read_label(path: str | Path, dataset: str = "") -> torch.Tensor:
+    """A saliency label as a float tensor [1, H, W] in [0, 1] (`read_label_array`); `dataset` is
+    accepted for the callers that name it and is not needed by the rules."""
+    return torch.from_numpy(read_label_array(path)).unsqueeze(0)
 
 
 def check_same_size(image: torch.Tensor, label: torch.Tensor, image_path: Path, label_path: Path) -> None:

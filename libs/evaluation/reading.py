@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from libs.datasets.config import DatasetConfigError
+from libs.datasets.labels import interpret_label
 from libs.datasets.reading import open_image
 
 from .errors import EvaluationError
@@ -55,16 +56,17 @@ def read_prediction(
 
 
 def read_ground_truth(path: str | Path) -> tuple[np.ndarray, bool]:
-    """A label as uint8 HxW with salient pixels 255, and whether it had to be converted.
+    """A label as uint8 HxW (salient 255), and whether it was not plain 8-bit grey read as it is.
 
-    Grey labels are used as they are (PySODMetrics binarises at > 128). Palette labels
-    (DAVIS style) count every non-zero index as salient; colour labels are converted to
-    grey; 0/1 labels are scaled to 0/255, the release's reading rule.
+    The label is interpreted as training reads it (`libs.datasets.labels`: palette index > 0,
+    two-level masks such as 0/1 and 0/128 binary, soft grey kept), then scaled to 0..255 for
+    PySODMetrics (which binarises at > 128); a label it cannot interpret is an EvaluationError.
     """
     image = _open(Path(path), "ground truth")
-    if image.mode == "P":
-        return (np.asarray(image) != 0).astype(np.uint8) * 255, True
-    gt, converted = _grey8(image)
-    if gt.max() == 1:
-        return gt * np.uint8(255), True
-    return np.ascontiguousarray(gt), converted
+    try:
+        label = interpret_label(image, path)
+    except DatasetConfigError as err:
+        raise EvaluationError(str(err)) from None
+    gt = np.round(label * 255.0).astype(np.uint8)
+    converted = image.mode != "1" and (image.mode != "L" or not np.array_equal(gt, np.asarray(image)))
+    return gt, converted

@@ -38,11 +38,11 @@ from libs.networks.flow import build_flow_estimator
 from libs.networks.sizes import check_frame_size
 from libs.networks.weights import load_fgplg, load_flownet2
 from libs.runtime.errors import UserError
-from libs.runtime.files import remove_stale_temporaries
+from libs.runtime.ownership import claim_generated_folder
 from libs.runtime.plan import RunPlan, plan_run
 from libs.runtime.session import Runtime, all_reduce_sum
 
-from .label_jobs import Summary, generate
+from .label_jobs import OUTPUT_EXT, Summary, generate
 from .label_predictors import LabelPredictor, fgplg_predictor, warp_predictor
 
 
@@ -101,6 +101,15 @@ class PseudoLabelOptions:
     fp16: bool = False
     rgb_max: float = 1.0
     precision: str = "auto"
+    overwrite: bool = False
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What decides the labels, recorded beside them (`libs.runtime.ownership`)."""
+        names = ("warp_only", "flow", "size", "output_stride", "rgb_max", "fp16", "precision")
+        return {"checkpoint": None if self.warp_only else str(self.checkpoint),
+                "flownet_checkpoint": str(self.flownet_checkpoint) if self.flownet_checkpoint else None,
+                **{name: getattr(self, name) for name in names}}
 
     @property
     def out(self) -> Path:
@@ -128,16 +137,17 @@ def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
                            progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None) -> Summary:
     """Write this process's share of the pseudo-labels `options` describe; returns every process's totals.
 
-    Rank 0 first removes the temporary files a killed run left under `options.out`, before
-    any process writes there.
+    Rank 0 first claims `options.out` (`libs.runtime.ownership.claim_generated_folder`): labels
+    made with other settings are refused unless `options.overwrite`, the settings are recorded,
+    and the temporary files of killed runs are removed, before any process writes there.
     """
     check_frame_size(options.size, options.size)
     out = Path(options.out)
     if runtime.is_main:
         if out.exists() and not out.is_dir():
             raise UserError(f"--pseudo-label-folder: {out} is a file, not a folder")
-        for stale in remove_stale_temporaries(out, recursive=True):
-            runtime.print(f"removed {stale}, a temporary file left by a killed run")
+        claim_generated_folder(out, options.settings, overwrite=options.overwrite, output_suffix=OUTPUT_EXT,
+                               flag="--pseudo-label-folder", log=runtime.print)
     runtime.barrier()
     dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
                                  options.frame_between_label_num, options.datasets)

@@ -8,11 +8,13 @@ in DataLoader workers; `collate_clips` batches clips without touching the metada
 
 Clips follow the release's inference sampling (`libs.datasets.sampling.clip_windows`):
 consecutive windows of clip_len frames, the last one aligned to the end of the video, a
-video shorter than a clip padded with its last frame. Each frame's file is written from
+video shorter than a clip padded with its last frame (a clip longer than both the video and
+the usual 4 frames is refused: `libs.runtime.limits.check_clip_length`). Each frame's file is written from
 the last clip that holds it, as the release's loop did.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from torch.utils.data import ConcatDataset, Dataset, IterableDataset, get_worker
 from libs.datasets import ImageDataset, VideoClipDataset, apply_transform, read_image
 from libs.datasets.sampling import clip_windows
 from libs.runtime.errors import UserError
+from libs.runtime.limits import check_clip_length
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -106,6 +109,7 @@ class FolderClips(ClipSource):
             raise UserError(f"--input {self.folder}: two frames share a name apart from the extension")
         self.name = name or self.folder.resolve().name
         self.transform = transform
+        check_clip_length(clip_len, len(self.frames), f"--input {self.folder}")
         self.windows = clip_windows(list(range(len(self.frames))), clip_len, training=False)
         self.with_original = with_original
 
@@ -129,11 +133,35 @@ class FolderClips(ClipSource):
         return clip
 
 
+def check_frame_count(path: Path, decoded: int, declared: int) -> None:
+    """Refuse a video that yielded fewer frames than its container declares (`declared` <= 0:
+    not declared, nothing to check).
+
+    A truncated or damaged file decodes until the damage and then reads as ended, which would
+    otherwise look like a short video: its maps would be written and the run would end with
+    exit 0. This is an error rather than a warning because a warning scrolls by in batch jobs
+    and a missing tail of maps then passes for a complete result. Containers that estimate
+    their count from the duration may overstate it by a frame or so, hence the tolerance of
+    `frame_count_tolerance(declared)`; decoding more frames than declared is no error.
+    """
+    if declared > 0 and declared - decoded > frame_count_tolerance(declared):
+        raise UserError(f"--input {path}: the video declares {declared} frames but only {decoded} could be "
+                        f"decoded (a truncated or damaged file); maps were written for the {decoded} decoded "
+                        "frames")
+
+
+def frame_count_tolerance(declared: int) -> int:
+    """How many declared frames a video may lack without an error: 1, or 1% of a long video."""
+    return max(1, declared // 100)
+
+
 class VideoFileClips(IterableDataset):
     """Every frame of a video file (decoded with OpenCV, in order), in clips.
 
     Frames are named by their index (`00000`, `00001`, ...); outputs `<name>/<index>.png`.
-    Decoding is sequential, so use at most one DataLoader worker.
+    Decoding is sequential, so use at most one DataLoader worker. After the last clip, the
+    number of frames decoded is checked against the number the container declares
+    (`check_frame_count`).
     """
 
     def __init__(self, path: str | Path, transform: Any, clip_len: int = 4, name: str | None = None,
@@ -143,13 +171,20 @@ class VideoFileClips(IterableDataset):
         self.transform = transform
         self.clip_len = clip_len
         self.with_original = with_original
+        import cv2
+
         capture = self._open()
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         ok, _ = capture.read()
         capture.release()
         if not ok:
             raise UserError(f"--input {self.path}: no frame could be decoded from this video file")
+        check_clip_length(clip_len, declared, f"--input {self.path}")
 
     def _open(self) -> Any:
+        # FFmpeg's own messages about damaged packets would add lines to stderr; the frame count
+        # check reports a damaged file in one line (set before OpenCV starts its FFmpeg backend)
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
         capture = cv2.VideoCapture(str(self.path))
@@ -171,7 +206,10 @@ class VideoFileClips(IterableDataset):
         info = get_worker_info()
         if info is not None and info.id > 0:
             return
+        import cv2
+
         capture = self._open()
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         recent: deque[Frame] = deque(maxlen=self.clip_len)
         fresh = 0
         count = 0
@@ -191,6 +229,7 @@ class VideoFileClips(IterableDataset):
         if fresh:
             clip = list(recent)
             yield clip + [clip[-1]] * (self.clip_len - len(clip))
+        check_frame_count(self.path, count, declared)
 
 
 def collate_clips(batch: list[list[Frame]]) -> dict[str, Any]:

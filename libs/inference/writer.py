@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 from libs.evaluation.maps import probabilities_to_uint8
-from libs.runtime.files import write_atomic
+from libs.runtime.errors import UserError
+from libs.runtime.files import FileWriteError, write_atomic
 
 OVERLAY_COLOUR = np.array([255, 40, 40], dtype=np.float32)
 # Pillow's PNG options: zlib's Z_RLE strategy suits saliency maps (long runs after PNG's filters)
@@ -81,6 +82,9 @@ class SaliencyWriter:
     write (a `FileWriteError` raised in a thread) is raised in the caller's thread by the
     next `submit` or by `close`; leaving the `with` block on an error (or Ctrl-C) cancels the
     queued writes and waits for the running ones, each of which completes or leaves nothing.
+    An input error found after some clips (a `UserError` other than a failed write, such as a
+    truncated video) first completes the queued writes: those maps were computed from frames
+    that decoded, and are kept.
     `threads=0` writes synchronously (in the caller's thread).
     """
 
@@ -136,6 +140,8 @@ class SaliencyWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None:
+            self.close()
+        elif issubclass(exc_type, UserError) and not issubclass(exc_type, FileWriteError):
             self.close()
         elif self._pool is not None:
             # already failing: drop the queued writes, let the running ones finish, raise nothing new

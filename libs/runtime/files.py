@@ -1,13 +1,19 @@
 """Files written atomically and PyTorch files read safely: the only ways this project writes
 results or reads pickled tensors.
 
-`write_atomic` writes a temporary file beside the target (named
-`.<name>.<8 random characters>.rcrnet-tmp`), flushes and fsyncs it, gives it the mode the
-user's umask gives new files, and renames it over the target, so readers see the old file
-or the whole new one, never half a file; any failure (a full disk, a read-only folder, a
-path through a file) is one `FileWriteError` naming the target and the system's reason.
-A process killed between creating and renaming leaves its temporary file behind:
-`remove_stale_temporaries` deletes the files of exactly that name pattern when a run starts.
+`write_atomic` writes a temporary file beside the target, flushes and fsyncs it, gives it
+the mode the user's umask gives new files, and renames it over the target, so readers see
+the old file or the whole new one, never half a file; any failure (a full disk, a read-only
+folder, a path through a file) is one `FileWriteError` naming the target and the system's
+reason.
+
+A temporary file names the process that owns it:
+`.<name>.<host>.<pid>.<8 random characters>.rcrnet-tmp` (`<host>`: the host name with every
+character other than a letter, digit or dash replaced by a dash). A process killed between
+creating and renaming leaves its temporary file behind; `remove_stale_temporaries`, called
+when a run starts, deletes such files only when their owner is known to be dead: written on
+this host by a process id that no longer runs. Files of another host, of a live process
+(another run sharing the folder), or without an owner in their name are kept.
 `read_torch_file` is `torch.load(..., weights_only=True)` on the CPU, with every failure
 turned into one `FileReadError` naming the file.
 """
@@ -17,6 +23,7 @@ import errno
 import os
 import pickle
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +35,9 @@ from .errors import UserError
 
 PathLike = str | os.PathLike[str]
 TEMP_SUFFIX = ".rcrnet-tmp"
-# `.<name>.<random>.rcrnet-tmp`, the random part being what tempfile.mkstemp draws
-TEMP_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+# `.<name>.<host>.<pid>.<random>.rcrnet-tmp`, the random part being what tempfile.mkstemp draws
+TEMP_PATTERN = re.compile(r"\..+\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>[0-9]+)\.[a-z0-9_]{8}"
+                          + re.escape(TEMP_SUFFIX))
 WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL = b"\x80"
@@ -47,6 +55,26 @@ def _reason(exc: OSError) -> str:
     if exc.strerror:
         return exc.strerror
     return os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
+
+
+def host_tag() -> str:
+    """This host's name as temporary file names carry it (letters, digits and dashes only)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "localhost"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a process of another user counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True  # cannot tell: keep what it may own
+    return True
 
 
 def _umask() -> int:
@@ -81,7 +109,8 @@ def write_atomic(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
         if path.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{host_tag()}.{os.getpid()}.",
+                                   suffix=TEMP_SUFFIX)
     except OSError as exc:
         blocking = next((p for p in path.parents if p.exists()), None)
         if isinstance(exc, (FileExistsError, NotADirectoryError)) and blocking and not blocking.is_dir():
@@ -102,16 +131,27 @@ def write_atomic(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     _fsync_directory(path.parent)
 
 
+def temporary_owner(path: PathLike) -> tuple[str, int] | None:
+    """(host, pid) of the process that created `write_atomic`'s temporary file `path`, or None
+    when `path` is not named as those files are."""
+    match = TEMP_PATTERN.fullmatch(Path(path).name)
+    return (match["host"], int(match["pid"])) if match else None
+
+
 def is_stale_temporary(path: PathLike) -> bool:
-    """Whether `path` is named as `write_atomic`'s temporary files are (`.<name>.<random>.rcrnet-tmp`)."""
-    return TEMP_PATTERN.fullmatch(Path(path).name) is not None
+    """Whether `path` is a temporary file of `write_atomic` whose owner process is dead: created
+    on this host by a process that no longer runs (this process's own files are never stale)."""
+    owner = temporary_owner(path)
+    if owner is None or owner[0] != host_tag():
+        return False
+    return owner[1] != os.getpid() and not process_alive(owner[1])
 
 
 def remove_stale_temporaries(folder: PathLike, recursive: bool = False) -> list[Path]:
-    """Delete `write_atomic`'s leftover temporary files in `folder` (and below, when `recursive`).
+    """Delete the temporary files that killed runs left in `folder` (and below, when `recursive`).
 
-    Only regular files of exactly that name pattern are removed; a missing folder is no
-    error. Call it when a run starts, before this process or any other writes there.
+    Only regular files that `is_stale_temporary` finds to be a dead process's are removed,
+    so another run writing to the same folder keeps its own; a missing folder is no error.
     Returns the removed paths.
     """
     folder = Path(folder)
