@@ -130,7 +130,7 @@ def video_rows(model: torch.nn.Module, device: torch.device, args: argparse.Name
                example: torch.Tensor) -> list[tuple[str, Predict, int]]:
     """(name, predict, clips per call) of each VideoModel configuration, the release's way first."""
     cuda = device.type == "cuda"
-    precisions = ["fp32", "tf32", "bf16"]
+    precisions = ["fp32", "tf32", "bf16"] if cuda else ["fp32", "bf16"]  # TF32 is CUDA's
     if inference_speed.fp16_works() is None or cuda:
         precisions.append("fp16")
     if cuda and not torch.cuda.is_bf16_supported():
@@ -146,7 +146,7 @@ def video_rows(model: torch.nn.Module, device: torch.device, args: argparse.Name
             rows.append((f"{precision} prepared + CUDA graph, {args.large_batch} clips",
                          graphed(predict, example[: args.large_batch]), args.large_batch))
     if args.compile:
-        for precision in precisions[2:]:
+        for precision in [p for p in precisions if p in ("bf16", "fp16")]:
             rows.append((f"{precision} prepared + torch.compile, {args.large_batch} clips",
                          prepared(model, precision, device, compile=True), args.large_batch))
     return rows
@@ -212,10 +212,11 @@ def pseudo_label_part(model, device, args, sync, tables: Tables) -> None:
 
     faithful = pseudo_label_speed.faithful(generator)
     rows = [("fp32 eager (release way)", with_tf32(faithful, False), 1),
-            ("fp32 prepared", with_tf32(fast("fp32"), False), 1),
-            ("tf32 prepared", with_tf32(fast("fp32"), True), 1)]
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        rows.append(("bf16 prepared", fast("bf16"), 1))
+            ("fp32 prepared", with_tf32(fast("fp32"), False), 1)]
+    if device.type == "cuda":
+        rows.append(("tf32 prepared", with_tf32(fast("fp32"), True), 1))
+        if torch.cuda.is_bf16_supported():
+            rows.append(("bf16 prepared", fast("bf16"), 1))
     table = measure(rows, inputs, lambda batch: 1, args, sync)
     tables.add(f"FGPLG pseudo-labels with FlowNet 2.0 on {device}, {args.size}x{args.size}, one label a call",
                ["configuration", "labels/s", "speed-up", "pixels differing / max levels", "within tolerance"],
