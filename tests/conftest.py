@@ -1,12 +1,11 @@
-"""Shared fixtures: the release's reference keys, weights and golden outputs.
+"""Shared fixtures: the release's reference keys, weights and golden outputs, and the real DAVIS sample.
 
-The reference material lives in `../shared/reference` beside the checkout (CI puts it
-there); `RCRNET_REFERENCE` overrides the location. A missing folder is an error, not a
-skip: the golden tests are what prove fidelity.
+The reference material is part of the repository (`tests/reference/`: the key lists and the
+golden inputs and outputs); the weights are made from the key lists by `reference_weights.py`.
+The real DAVIS 2016 sample is not: tests that read it skip, saying so, where it is absent.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -19,7 +18,32 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-REFERENCE = Path(os.environ.get("RCRNET_REFERENCE", ROOT.parent / "shared" / "reference"))
+from tests.reference_weights import REFERENCE, key_list, weights_for  # noqa: E402
+
+# material this project keeps beside the checkout (absent in a clone elsewhere)
+SHARED = ROOT.parent / "shared"
+
+
+# set to 1: the `cuda` tests run with the CPU standing in for the GPU (a check of the tests themselves)
+CUDA_STAND_IN = "RCRNET_CUDA_TESTS_ON_CPU"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, saying why, where there is no GPU."""
+    if torch.cuda.is_available() or os.environ.get(CUDA_STAND_IN) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU (none here; {CUDA_STAND_IN}=1 runs it on the CPU)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def cuda_device() -> torch.device:
+    """The GPU the `cuda` tests run on (the current CUDA device), or the CPU standing in for it."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -57,48 +81,27 @@ def _decision_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def reference_dir() -> Path:
-    if not (REFERENCE / "refweights.py").is_file():
-        pytest.fail(f"reference folder not found at {REFERENCE} (set RCRNET_REFERENCE)")
-    return REFERENCE
-
-
-@pytest.fixture(scope="session")
-def refweights(reference_dir: Path):
-    """The `refweights` module of the reference folder."""
-    spec = importlib.util.spec_from_file_location("refweights", reference_dir / "refweights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def reference_state_dict(reference_dir: Path, refweights):
+def reference_state_dict():
     """`reference_state_dict(name)` -> the deterministic weights of keys/<name>.tsv."""
 
     def build(name: str) -> dict[str, torch.Tensor]:
-        keys = refweights.read_keys(reference_dir / "keys" / f"{name}.tsv")
-        return refweights.reference_state_dict(keys)
+        return weights_for(key_list(name))
 
     return build
 
 
 @pytest.fixture(scope="session")
-def reference_keys(reference_dir: Path, refweights):
+def reference_keys():
     """`reference_keys(name)` -> {key: (shape, dtype)} of keys/<name>.tsv."""
-
-    def read(name: str):
-        return refweights.read_keys(reference_dir / "keys" / f"{name}.tsv")
-
-    return read
+    return key_list
 
 
 @pytest.fixture(scope="session")
-def golden(reference_dir: Path):
+def golden():
     """`golden(name)` -> the dict stored in golden/<name>.pt."""
 
     def load(name: str) -> dict:
-        return torch.load(reference_dir / "golden" / f"{name}.pt", weights_only=True)
+        return torch.load(REFERENCE / "golden" / f"{name}.pt", weights_only=True)
 
     return load
 
@@ -135,16 +138,20 @@ def assert_one_line_error(main, argv: list[str], capsys, message: str) -> None:
     assert len(err.strip().splitlines()) == 1, (argv, err)
 
 
-DAVIS_SAMPLE = Path(
-    os.environ.get("RCRNET_DAVIS_SAMPLE", ROOT.parent / "shared" / "data" / "DAVIS2016-sample")
-)
+DAVIS_SAMPLE = Path(os.environ.get("RCRNET_DAVIS_SAMPLE", SHARED / "data" / "DAVIS2016-sample"))
 DAVIS_SAMPLE_VIDEOS = {"car-shadow": 40, "libby": 49, "motocross-jump": 40}
 
 
 @pytest.fixture(scope="session")
 def davis_sample() -> Path:
     """The three real DAVIS 2016 validation videos of ../shared/data/DAVIS2016-sample (read in
-    place, never copied); a missing folder is an error, not a skip."""
+    place, never copied); the test skips where they are absent."""
+    return need_davis_sample()
+
+
+def need_davis_sample() -> Path:
+    """The DAVIS 2016 sample's folder, or skip the test saying what it needs."""
     if not (DAVIS_SAMPLE / "Annotations" / "480p" / "libby").is_dir():
-        pytest.fail(f"DAVIS 2016 sample not found at {DAVIS_SAMPLE} (set RCRNET_DAVIS_SAMPLE)")
+        pytest.skip(f"needs the real DAVIS 2016 sample (videos {', '.join(sorted(DAVIS_SAMPLE_VIDEOS))}) "
+                    f"at {DAVIS_SAMPLE} or $RCRNET_DAVIS_SAMPLE")
     return DAVIS_SAMPLE

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import need_davis_sample
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -75,12 +77,13 @@ def test_pseudo_label_speed(cache, capsys):
 
 
 @pytest.mark.slow
-def test_vs_release_without_the_release(capsys):
+def test_vs_release_without_the_release(reference_state_dict, tmp_path, capsys):
     """Without --release-dir: our two inference.py runs and the model-only row, the release left out."""
-    davis = Path(__file__).resolve().parents[2] / "shared" / "data" / "DAVIS2016-sample"
-    if not davis.is_dir():
-        pytest.skip(f"no DAVIS sample at {davis}")
-    argv = ["--videos", "car-shadow", "--frames", "4", "--size", "32", "--rounds", "1"]
+    davis = need_davis_sample()
+    checkpoint = tmp_path / "video_best_model.pth"
+    torch.save(reference_state_dict("video_model"), checkpoint)
+    argv = ["--davis", str(davis), "--checkpoint", str(checkpoint), "--videos", "car-shadow", "--frames", "4",
+            "--size", "32", "--rounds", "1"]
     assert load("vs_release").main(argv) == 0
     out = capsys.readouterr().out
     assert "| our inference.py (defaults) |" in out

@@ -95,6 +95,7 @@ def _pairs(root: Path, results: Path):
             )
 
 
+@pytest.mark.slow
 def test_evaluation_protocols_real_frames(root: Path, tmp_path: Path):
     results = tmp_path / "results" / "method"
     _write_maps(root, results, 1.0)
@@ -149,6 +150,7 @@ def test_evaluation_protocols_real_frames(root: Path, tmp_path: Path):
     assert abs(davsod["S"] - frames["S"]) > 1e-4  # the conventions change the numbers
 
 
+@pytest.mark.slow
 def test_evaluate_cli_davsod_on_resized_maps(root: Path, tmp_path: Path, capsys):
     results = tmp_path / "results" / "small"
     _write_maps(root, results, 0.5)

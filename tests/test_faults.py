@@ -358,6 +358,7 @@ def test_resume_flags_logs_temporaries_and_unsafe_files(synthetic, tmp_path, cap
     assert not [p for p in save.iterdir() if p.name.endswith(".rcrnet-tmp")]
 
 
+@pytest.mark.slow  # train.py reaches this error only after its start-up work (over a minute of CPU)
 def test_save_folder_that_is_a_file(synthetic, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert_one_line_error(train_script.main, [
