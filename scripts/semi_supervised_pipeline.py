@@ -48,7 +48,7 @@ from libs.cli import ArgumentParser, frame_size, positive_float, positive_int, r
 from libs.datasets import get_datasets, get_transforms, use_pseudo_labels
 from libs.datasets.synthetic import generate_synthetic
 from libs.evaluation.metrics import SaliencyMetrics
-from libs.inference.pseudo_labels import clip_datasets, plan
+from libs.inference.label_jobs import clip_datasets, plan_jobs
 from libs.networks import VideoModel
 from libs.networks.weights import load_weights
 from libs.runtime.errors import UserError
@@ -202,7 +202,7 @@ class Pipeline:
                                frame_between_label_num=self.m, clip_len=self.m + 2)
         parts = clip_datasets(dataset)
         metrics = SaliencyMetrics(METRICS)
-        for job in plan(parts, folder):
+        for job in plan_jobs(parts, folder):
             spec = parts[job.part].spec
             for _, path in job.generate:
                 video = path.parent.relative_to(folder / spec.name)
