@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-model-only", action="store_true", help="leave out the in-process model row")
     parser.add_argument("--json", type=Path, default=None,
-                        help="also write the tables and the machine to this JSON file (e.g. benchmarks/results/)")
+                        help="also write the tables and the machine to this JSON file "
+                             "(e.g. under benchmarks/results/)")
     args = parser.parse_args(argv)
     print(machine(), file=sys.stderr)
     videos = args.videos or sorted(p.name for p in (args.davis / "JPEGImages" / "480p").iterdir())
@@ -227,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nrelease inference.py: left out ({skipped}); maps not compared")
     else:
         maps_header = ["maps", "against the release's", "pixels differing", "max levels", "maps"]
-        maps_rows = [[name, "float32", f"{100 * share:.4f}%", largest, maps]
-                     for name, (share, largest, maps) in ((name, compare_maps(out / "release inference.py" / DATASET,
-                                                                              out / name / DATASET))
-                                                          for name in (FAITHFUL, "our inference.py (defaults)"))]
+        maps_rows = []
+        for name in (FAITHFUL, "our inference.py (defaults)"):
+            share, largest, maps = compare_maps(out / "release inference.py" / DATASET, out / name / DATASET)
+            maps_rows.append([name, "float32", f"{100 * share:.4f}%", largest, maps])
         print("\n" + markdown_table(maps_header, maps_rows))
         result["maps"] = {"header": maps_header, "rows": maps_rows}
     if args.json is not None:
