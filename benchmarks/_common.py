@@ -205,14 +205,14 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
     device = torch.device(device)
     path = _cache[0] / f"video_synthetic_s{size}_n{steps}.pth"
     torch.manual_seed(0)
-    model = VideoModel()
     if path.is_file():
+        model = VideoModel()
         load_weights(model, path)
         return model.to(device).eval()
     config = synthetic_data()
-    model.to(device).train()
     # BatchNorm statistics over a clip's 4 frames (frame by frame they would be over 1 frame)
-    model.frames_as_batch = True
+    model = VideoModel(frames_as_batch=True)
+    model.to(device).train()
     bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     batches = clip_batches(config, size, clip_len=4, batch=1, training=True)
@@ -228,7 +228,7 @@ def trained_video_model(steps: int = 240, size: int = 224, lr: float = 2e-4, ver
         if verbose and (step % 20 == 0 or step == steps - 1):
             print(f"  training the benchmark model: step {step + 1}/{steps}, loss {loss.item():.4f}, "
                   f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    model.frames_as_batch = False
-    model.eval()
     save_weights(model, path)
-    return model
+    inference = VideoModel()  # the release's frame loop
+    inference.load_state_dict(model.state_dict())
+    return inference.to(device).eval()

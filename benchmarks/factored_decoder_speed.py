@@ -26,9 +26,9 @@ from libs.networks import VideoModel
 DECODERS = ("release", "factored")
 
 
-def reference_video_model(reference: str | None, decoder: str) -> VideoModel:
+def reference_video_model(reference: str | None, decoder: str, frames_as_batch: bool = False) -> VideoModel:
     torch.manual_seed(0)
-    model = VideoModel(decoder=decoder)
+    model = VideoModel(decoder=decoder, frames_as_batch=frames_as_batch)
     if reference:
         spec = importlib.util.spec_from_file_location("refweights", Path(reference) / "refweights.py")
         refweights = importlib.util.module_from_spec(spec)
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         return run
 
     def train_step(decoder: str):
-        model = reference_video_model(args.reference, decoder)
-        model.frames_as_batch = True  # as the video recipe trains
+        model = reference_video_model(args.reference, decoder, frames_as_batch=True)  # as the video recipe
 
         def run():
             model.train()

@@ -61,9 +61,10 @@ class Config:
         return self.predict(clips)
 
 
-def with_decoder(model: torch.nn.Module, decoder: str) -> VideoModel:
-    """A VideoModel built with `decoder` ("release" or "factored") holding `model`'s weights."""
-    built = VideoModel(decoder=decoder)
+def with_decoder(model: torch.nn.Module, decoder: str, frames_as_batch: bool = False) -> VideoModel:
+    """A VideoModel built with `decoder` ("release" or "factored") and `frames_as_batch`, holding
+    `model`'s weights."""
+    built = VideoModel(decoder=decoder, frames_as_batch=frames_as_batch)
     built.load_state_dict(model.state_dict())
     return built.eval()
 
@@ -73,8 +74,7 @@ def release_way(model: torch.nn.Module, factored: bool = False,
     """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call);
     the release's resize-then-convolve decoder unless `factored`; the release's frame loop
     unless `frames_as_batch`."""
-    model = with_decoder(model, "factored" if factored else "release")
-    model.frames_as_batch = frames_as_batch
+    model = with_decoder(model, "factored" if factored else "release", frames_as_batch)
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -45,10 +45,10 @@ def make_step(precision: str, channels_last: bool, factored: bool, size: int, cl
     """A closure doing one training step of a fresh VideoModel (seeded) on a fixed random clip, with
     the factored decoder or (`factored` False) the release's resize-then-convolve decoder."""
     torch.manual_seed(0)
-    model = VideoModel(decoder="factored" if factored else "release").to(device)
+    # a clip's frames as one batch, as the video recipe builds its model
+    model = VideoModel(decoder="factored" if factored else "release", frames_as_batch=True).to(device)
     model.train()
     model.freeze_bn()
-    model.frames_as_batch = True  # as the video recipe trains
     if channels_last:
         to_channels_last(model)
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)

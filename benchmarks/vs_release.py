@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-model-only", action="store_true", help="leave out the in-process model row")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the tables and the machine to this JSON file "
+                             "(e.g. under benchmarks/results/)")
     args = parser.parse_args(argv)
     print(machine(), file=sys.stderr)
     videos = args.videos or sorted(p.name for p in (args.davis / "JPEGImages" / "480p").iterdir())
@@ -217,14 +221,22 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.size}x{args.size}, clips of {args.clip_len}, median of {args.rounds} interleaved rounds; "
           f"{machine()}\n")
     print(markdown_table(header, table))
+    result = {"benchmark": "vs_release", "machine": machine(), "torch": torch.__version__,
+              "frames": frames, "videos": videos, "size": args.size, "clip_len": args.clip_len,
+              "rounds": args.rounds, "speed": {"header": header, "rows": table}}
     if skipped:
         print(f"\nrelease inference.py: left out ({skipped}); maps not compared")
-        return 0
-    print("\n" + markdown_table(["maps", "against the release's", "pixels differing", "max levels", "maps"], [
-        [name, "float32", f"{100 * share:.4f}%", largest, maps]
-        for name, (share, largest, maps) in ((name, compare_maps(out / "release inference.py" / DATASET,
-                                                                 out / name / DATASET))
-                                             for name in (FAITHFUL, "our inference.py (defaults)"))]))
+    else:
+        maps_header = ["maps", "against the release's", "pixels differing", "max levels", "maps"]
+        maps_rows = []
+        for name in (FAITHFUL, "our inference.py (defaults)"):
+            share, largest, maps = compare_maps(out / "release inference.py" / DATASET, out / name / DATASET)
+            maps_rows.append([name, "float32", f"{100 * share:.4f}%", largest, maps])
+        print("\n" + markdown_table(maps_header, maps_rows))
+        result["maps"] = {"header": maps_header, "rows": maps_rows}
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0
 
 

@@ -330,12 +330,14 @@ def test_training_auto_does_not_time_what_the_first_epoch_cannot_pay_for(tmp_pat
 
 
 def test_video_training_batches_a_clips_frames_with_the_backbone_batchnorm_frozen():
-    """The video task trains on a clip's frames as one batch (faster); inference keeps the release's
-    frame loop."""
+    """The video recipe builds its model to pass a clip's frames as one batch (faster); the public
+    constructor keeps the release's frame loop, and setting the train mode changes neither."""
+    from libs.engine.recipes import RECIPES, RecipeOptions, build_model
     from libs.networks import VideoModel
 
-    model = VideoModel()
-    assert not model.frames_as_batch
+    assert not VideoModel().frames_as_batch
+    model = build_model(RECIPES["video"], RecipeOptions(checkpoint="none"), log=False)
+    assert model.frames_as_batch
     VideoSaliencyTask(model).set_train_mode(model)
     assert model.frames_as_batch and model.training
     assert not any(m.training for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d))

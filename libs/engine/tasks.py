@@ -121,9 +121,6 @@ class VideoSaliencyTask(Task):
     def set_train_mode(self, model: nn.Module) -> None:
         model.train()
         model.freeze_bn()
-        # a clip's frames as one batch, faster a step than the release's frame loop; the BatchNorm
-        # is frozen, so only rounding differs
-        model.frames_as_batch = True
 
     def step(self, model: nn.Module, batch: Any) -> StepOutput:
         if not isinstance(batch, Sequence) or not batch:

@@ -43,7 +43,7 @@ class VideoModel(nn.Module):
     """
 
     def __init__(self, output_stride: int = 16, ner_init: str = "spec",
-                 decoder: str = RELEASE_DECODER) -> None:
+                 decoder: str = RELEASE_DECODER, frames_as_batch: bool = False) -> None:
         super().__init__()
         if ner_init not in NER_INITS:
             raise ValueError(f"ner_init {ner_init!r}: expected one of {', '.join(NER_INITS)}")
@@ -57,8 +57,9 @@ class VideoModel(nn.Module):
         if ner_init == "release":
             self._release_ner_init()
         # True: the B*T frames of a clip go through the spatial extractor and the classifier as one
-        # batch (training's choice: faster a step, other float32 rounding); False: frame by frame
-        self.frames_as_batch = False
+        # batch (the video recipe builds its model so: faster a step, other float32 rounding);
+        # False (the release's loop): frame by frame
+        self.frames_as_batch = frames_as_batch
         # the release builds its VideoModel with a frozen backbone BatchNorm
         self.freeze_bn()
 
