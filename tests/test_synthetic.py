@@ -175,7 +175,7 @@ def test_a_full_disk_leaves_the_previous_set_and_no_temporary_folder(tmp_path, m
         if len(calls) > 3:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(synthetic, "_save_image", full_disk)
+    monkeypatch.setattr(synthetic, "save_image", full_disk)
     with pytest.raises(DatasetConfigError, match=f"--out {out}: cannot write the synthetic data "
                                                  f"\\({os.strerror(errno.ENOSPC)}: "):
         generate_synthetic(out, seed=2, **SMALL)
