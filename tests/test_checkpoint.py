@@ -208,6 +208,7 @@ def test_errors_name_the_file_when_the_caller_read_it_first(tmp_path, image_weig
     assert type(torch.load(tmp_path / "copy.pth", weights_only=True)).__name__ == "OrderedDict"
 
 
+@pytest.mark.slow
 def test_an_fgplg_checkpoint_is_named_as_one(tmp_path, image_weights):
     fgplg = dict(image_weights)
     fgplg["backbone.resnet.conv1.weight"] = torch.zeros(64, 7, 7, 7)

@@ -74,6 +74,7 @@ def _one_line(argv: list[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_python_m_entry_points_report_bad_input_in_one_line(tmp_path):
     bad_log = tmp_path / "video_log.csv"
     bad_log.write_text("epoch,phase,loss\nseven,train,1\n")

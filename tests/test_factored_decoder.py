@@ -138,6 +138,7 @@ def test_float32_close_to_plain():
 
 
 @pytest.mark.parametrize(("low", "size"), [((5, 5), (20, 20)), ((5, 4), (17, 15))])
+@pytest.mark.slow
 def test_gradcheck(low, size):
     x = torch.randn(1, 2, *low, dtype=F64, requires_grad=True)
     weight = torch.randn(3, 2, 3, 3, dtype=F64, requires_grad=True)
@@ -257,6 +258,7 @@ def test_video_model_fast_equals_plain(reference_models, length, height, width):
     assert relative_error(fast, slow) < 1e-12
 
 
+@pytest.mark.slow
 def test_image_model_training_step_matches(reference_state_dict):
     """Train-mode BatchNorm (batch statistics at full resolution) and all parameter gradients."""
     weights = {k: v for k, v in reference_state_dict("image_model").items()

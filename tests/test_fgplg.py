@@ -195,6 +195,7 @@ def test_release_checkpoint_loads(files, fgplg_weights):
     assert all(torch.equal(state[k], fgplg_weights[k]) for k in state)
 
 
+@pytest.mark.slow
 def test_estimator_is_recorded_and_checked(tmp_path, files, fgplg_weights):
     dis_model = FGPLG(flow="dis")
     dis_file = tmp_path / "fgplg_dis.pth"
@@ -224,6 +225,7 @@ def test_an_image_checkpoint_is_not_an_fgplg(files):
         load_fgplg(FGPLG(flow="dis"), files["image"])
 
 
+@pytest.mark.slow
 def test_init_widens_the_stem(files, image_weights, fgplg_weights):
     model = FGPLG()
     fresh_stem = model.backbone.resnet.conv1.weight.detach().clone()

@@ -203,6 +203,7 @@ def test_errors_are_one_line(synthetic, release_checkpoint, tmp_path, capsys):
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
 
 
+@pytest.mark.slow
 def test_script_bad_flag_and_missing_checkpoint():
     for argv, message in ((["--size", "zero"], "invalid frame_size value"),
                           (["--checkpoint", "/nonexistent/video_best_model.pth"], "no such file")):

@@ -19,6 +19,7 @@ def _pipeline():
     return importlib.import_module("scripts.semi_supervised_pipeline")
 
 
+@pytest.mark.slow
 def test_command_line_errors_are_one_line_and_nothing_is_deleted(tmp_path):
     """`python -m scripts.semi_supervised_pipeline` from the checkout: a bad flag and a --fresh
     aimed at a folder the pipeline did not write are one line each, exit status 2."""

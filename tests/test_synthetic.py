@@ -146,6 +146,7 @@ def test_killed_replacement_is_redone_and_its_leftovers_removed(tmp_path, monkey
     assert not list(tmp_path.glob(".synthetic.*"))  # the dead process's folder is gone
 
 
+@pytest.mark.slow
 def test_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "libs.datasets.synthetic", "--out", str(tmp_path / "x"),
                           "--height", "abc"], cwd=ROOT, capture_output=True, text=True)

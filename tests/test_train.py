@@ -51,6 +51,7 @@ def test_help_explains_every_flag():
         assert flag in proc.stdout, flag
 
 
+@pytest.mark.slow
 def test_bad_flags_and_missing_files_are_one_line_errors(synthetic, tmp_path, capsys):
     data = ["--data", str(synthetic.parent), "--dataset-config", str(synthetic),
             "--save-folder", str(tmp_path)]
