@@ -51,6 +51,7 @@ from benchmarks._common import (
 )
 from libs.inference import Predictor
 from libs.inference.optimize import inference_context, prepare_model
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.plan import RunPlan, plan_run
 
 PARTS = ("video", "pseudo_labels", "end_to_end", "training", "flownet2")
@@ -261,7 +262,7 @@ def end_to_end_part(model, device, args, sync, tables: Tables) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true",
                         help="the same code on the CPU at tiny sizes (CUDA graphs left out)")
     parser.add_argument("--device", default="cuda", help="the GPU (default cuda)")
@@ -318,4 +319,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.cuda_speed"))

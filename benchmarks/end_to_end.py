@@ -21,7 +21,6 @@ configuration (target: at least 80%); the speed-up is over the faithful model-on
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ from benchmarks._common import (
 )
 from libs.inference import Predictor
 from libs.networks import VideoModel
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.plan import plan_run
 
 
@@ -85,7 +85,7 @@ def run_inference_py(folder: Path, checkpoint: Path, out: Path, size: int, extra
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame size, input and output (default 448)")
     parser.add_argument("--frames", type=int, default=64, help="frames of the synthetic video (default 64)")
     parser.add_argument("--clip-len", type=int, default=4)
@@ -154,4 +154,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.end_to_end"))

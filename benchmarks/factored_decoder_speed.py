@@ -12,8 +12,8 @@ the release's resize-then-convolve decoder, in one process, timed in alternation
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import Row, add_common_arguments, deviation, report, setup, time_interleaved
 from libs.networks import VideoModel
+from libs.runtime.arguments import ArgumentParser, run_command
 
 DECODERS = ("release", "factored")
 
@@ -48,7 +49,7 @@ def flops_per_frame(model: VideoModel, clip: torch.Tensor) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--clip", type=int, default=4)
@@ -118,4 +119,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "python -m benchmarks.factored_decoder_speed"))

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from flownet2.models import FlowNet2
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.calibration import hardware_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def _device_name(device: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (multiple of 64)")
     parser.add_argument("--batch", type=int, default=1, help="frame pairs per forward pass")
     parser.add_argument("--warmup", type=int, default=1)
@@ -170,4 +171,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "python -m benchmarks.flownet2_speed"))

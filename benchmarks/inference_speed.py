@@ -45,6 +45,7 @@ from benchmarks._common import (
 )
 from libs.inference.optimize import prepare_model
 from libs.networks import VideoModel
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.plan import RunPlan
 
 
@@ -148,7 +149,7 @@ def batch_of(clips: torch.Tensor, start: int, size: int) -> torch.Tensor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--deviation-clips", type=int, default=6,
@@ -202,4 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.inference_speed"))

@@ -15,7 +15,6 @@ zero): FlowNet 2.0's precision is measured by benchmarks/flownet2_speed.py.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from benchmarks._common import (
 from libs.inference.label_predictors import fgplg_predictor
 from libs.inference.optimize import inference_context, prepare_model
 from libs.networks.fgplg import FGPLG
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.plan import RunPlan, plan_run
 
 Inputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -100,7 +100,7 @@ def auto(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
     parser.add_argument("--labels", type=int, default=4, help="labels the deviation is measured on")
     add_trained_model_arguments(parser)
@@ -144,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.pseudo_label_speed"))

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from benchmarks._common import ROOT, Row, add_common_arguments, machine, report, setup, time_interleaved
 from libs.inference.optimize import to_channels_last
 from libs.networks import VideoModel
+from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.precision import autocast
 
 # name -> (precision, channels-last, factored decoder)
@@ -117,7 +118,7 @@ def memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256, help="frame height and width (default 256)")
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="clips per step (the release: 1)")
@@ -145,4 +146,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.train_speed"))

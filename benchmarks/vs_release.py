@@ -32,7 +32,6 @@ inference.py) the release row is left out, with the reason.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -52,6 +51,7 @@ from libs.datasets import get_transforms
 from libs.inference import FolderClips
 from libs.networks import VideoModel
 from libs.networks.weights import checkpoint_kind, read_state_dict
+from libs.runtime.arguments import ArgumentParser, run_command
 
 SHARED = ROOT.parent / "shared"
 DATASET = "DAVIS2016"
@@ -127,7 +127,7 @@ def compare_maps(reference: Path, other: Path) -> tuple[float, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release-dir", type=Path, default=None,
                         help="a checkout of Kinpzz/RCRNet-Pytorch, patched to run (see above)")
     parser.add_argument("--davis", type=Path, default=SHARED / "data" / "DAVIS2016-sample")
@@ -241,4 +241,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, "python -m benchmarks.vs_release"))

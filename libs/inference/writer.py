@@ -4,8 +4,9 @@ The release wrote `to_pil_image(sigmoid(logits))` (8 bits, values truncated: 255
 rounded down) resized with Pillow's default filter (bicubic in current Pillow) to the
 frame's original width x height. `saliency_to_uint8` and `resize_to_original` do the
 same. The PNGs hold the same pixels as the release's, compressed with zlib's run-length
-strategy instead of Pillow's default (level 6, default strategy): on the DAVIS 2016 sample's
-854x480 maps 4.4x faster to encode (5.8 vs 25.9 ms a map) and 1.4% smaller. Files are
+strategy instead of Pillow's default (level 6, default strategy): saliency maps are mostly
+long runs of one value, which that strategy encodes several times faster into slightly
+smaller files (docs/performance.md). Files are
 written atomically (a temporary file renamed into place), so a run that is killed leaves
 only complete PNGs, and a resumed run can trust any PNG it finds.
 `SaliencyWriter` does the resizing, optional overlay panels and PNG encoding in a small
