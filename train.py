@@ -21,14 +21,13 @@ from libs.cli import (  # noqa: E402
     add_model_arguments,
     add_runtime_arguments,
     add_training_arguments,
+    check_training_run,
     recipe_options_from_args,
     run_cli,
     train_config_from_args,
 )
 from libs.engine.recipes import get_recipe, train  # noqa: E402
 from libs.networks.models import NER_INITS  # noqa: E402
-from libs.runtime.limits import check_run_memory  # noqa: E402
-from libs.runtime.ownership import prepare_save_folder  # noqa: E402
 from libs.runtime.session import setup_runtime  # noqa: E402
 
 PROG = "train.py"
@@ -108,11 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe = get_recipe(args.stage)
         runtime = setup_runtime(args.device, args.seed)
         batch_size = args.batch_size if args.batch_size is not None else recipe.batch_size
-        check_run_memory(runtime.device, size=args.size, batch_size=batch_size, training=True,
-                         clip_len=args.clip_len if recipe.clip_len is not None else None)
-        prepare_save_folder(args.save_folder, recipe.prefix, overwrite=args.overwrite, keep=[args.checkpoint],
-                            continuing=args.resume is not None or args.start_epoch > 0,
-                            is_main=runtime.is_main, log=runtime.print)
+        check_training_run(args, recipe.prefix, runtime, batch_size,
+                           clip_len=args.clip_len if recipe.clip_len is not None else None)
         config = train_config_from_args(
             args,
             lr=args.lr if args.lr is not None else recipe.lr,

@@ -17,13 +17,12 @@ from libs.cli import (
     add_model_arguments,
     add_runtime_arguments,
     add_training_arguments,
+    check_training_run,
     recipe_options_from_args,
     run_cli,
     train_config_from_args,
 )
 from libs.engine.recipes import RECIPES, train
-from libs.runtime.limits import check_run_memory
-from libs.runtime.ownership import prepare_save_folder
 from libs.runtime.session import setup_runtime
 
 PROG = "train_fgplg.py"
@@ -73,11 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         runtime = setup_runtime(args.device, args.seed)
-        check_run_memory(runtime.device, size=args.size, batch_size=args.batch_size, clip_len=args.clip_len,
-                         training=True)
-        prepare_save_folder(args.save_folder, RECIPES["fgplg"].prefix, overwrite=args.overwrite,
-                            keep=[args.checkpoint], is_main=runtime.is_main, log=runtime.print,
-                            continuing=args.resume is not None or args.start_epoch > 0)
+        check_training_run(args, RECIPES["fgplg"].prefix, runtime, args.batch_size, clip_len=args.clip_len)
         train(RECIPES["fgplg"], runtime, train_config_from_args(args), recipe_options_from_args(args),
               precision=args.precision)
         return 0

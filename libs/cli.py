@@ -43,8 +43,10 @@ from libs.runtime.arguments import (  # noqa: F401  (re-exported: the scripts im
     positive_int,
     run_command,
 )
+from libs.runtime.limits import check_run_memory
+from libs.runtime.ownership import prepare_save_folder
 from libs.runtime.precision import PRECISION_CHOICES
-from libs.runtime.session import teardown_runtime
+from libs.runtime.session import Runtime, teardown_runtime
 
 if TYPE_CHECKING:  # imported where used: inference.py starts without the training engine
     from libs.engine.recipes import RecipeOptions
@@ -184,6 +186,17 @@ def add_runtime_arguments(parser: argparse.ArgumentParser,
                             "(default: a random seed, printed" + (
                                 " and kept in the resume file)" if resumable else ")"))
     return group
+
+
+def check_training_run(args: argparse.Namespace, prefix: str, runtime: Runtime, batch_size: int,
+                       clip_len: int | None) -> None:
+    """Before a training script touches anything: refuse a run that cannot fit in memory
+    (`libs.runtime.limits`), then claim `--save-folder` for this run (`libs.runtime.ownership`:
+    an earlier run's files there need `--resume` or `--overwrite`)."""
+    check_run_memory(runtime.device, size=args.size, batch_size=batch_size, clip_len=clip_len, training=True)
+    prepare_save_folder(args.save_folder, prefix, overwrite=args.overwrite, keep=[args.checkpoint],
+                        continuing=args.resume is not None or args.start_epoch > 0,
+                        is_main=runtime.is_main, log=runtime.print)
 
 
 def train_config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
