@@ -10,6 +10,7 @@ taken in a subprocess of its own so it is that configuration's alone.
 
     python -m benchmarks.train_speed                              # 256x256, clips of 4, 3 rounds
     python -m benchmarks.train_speed --size 64 --rounds 1         # a quick smoke run
+    python -m benchmarks.train_speed --configs release bf16-cl    # two of the configurations
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ from libs.networks import VideoModel
 from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.precision import autocast
 
-# name -> (precision, channels-last, factored decoder)
+# --configs name -> (table row, precision, channels-last, factored decoder)
 CONFIGS = {
-    "fp32, release decoder (resize then conv)": ("fp32", False, False),
-    "fp32": ("fp32", False, True),
-    "fp32 + channels_last": ("fp32", True, True),
-    "bf16 autocast": ("bf16", False, True),
-    "bf16 autocast + channels_last": ("bf16", True, True),
+    "release": ("fp32, release decoder (resize then conv)", "fp32", False, False),
+    "fp32": ("fp32", "fp32", False, True),
+    "fp32-cl": ("fp32 + channels_last", "fp32", True, True),
+    "bf16": ("bf16 autocast", "bf16", False, True),
+    "bf16-cl": ("bf16 autocast + channels_last", "bf16", True, True),
 }
 MIB = 2**20
 
@@ -94,7 +95,7 @@ def _peak_rss() -> int:
 
 def measure_memory(name: str, args: argparse.Namespace) -> float:
     """Peak memory (MiB) of two training steps of configuration `name`, in this process."""
-    step = make_step(*CONFIGS[name], args.size, args.clip_len, args.batch, args.device)
+    step = make_step(*CONFIGS[name][1:], args.size, args.clip_len, args.batch, args.device)
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip-len", type=int, default=4)
     parser.add_argument("--batch", type=int, default=1, help="clips per step (the release: 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="NAME",
+                        help=f"the configurations to measure, the first being the baseline of the "
+                             f"ratios: {', '.join(CONFIGS)} (default: all, in that order)")
     parser.add_argument("--memory-of", default=None, choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     add_common_arguments(parser)
     args = parser.parse_args(argv)
@@ -132,13 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(machine(), file=sys.stderr)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    rows = [Row(name, make_step(*CONFIGS[name], args.size, args.clip_len, args.batch, args.device), 1, [])
-            for name in CONFIGS]
+    rows = [Row(CONFIGS[name][0], make_step(*CONFIGS[name][1:], args.size, args.clip_len, args.batch,
+                                            args.device), 1, []) for name in args.configs]
     time_interleaved(rows, args.rounds, args.warmup, sync=sync)
-    memory = {name: memory_in_subprocess(name, args) for name in CONFIGS}
-    base = rows[0].median
-    table = [[row.name, f"{row.median:.2f}", f"{base / row.median:.2f}x", f"{memory[row.name]:.0f}",
-              f"{memory[row.name] / memory[rows[0].name]:.2f}"] for row in rows]
+    memory = [memory_in_subprocess(name, args) for name in args.configs]
+    table = [[row.name, f"{row.median:.2f}", f"{rows[0].median / row.median:.2f}x", f"{mib:.0f}",
+              f"{mib / memory[0]:.2f}"] for row, mib in zip(rows, memory)]
     report(f"VideoModel training step, {args.size}x{args.size}, {args.batch} clip(s) of {args.clip_len}, "
            f"Adam, median of {args.rounds} interleaved rounds",
            ["configuration", "s/step", "speed-up", "peak memory (MiB)", "memory ratio"], table)

@@ -28,6 +28,17 @@ SHARED = ROOT.parent / "shared"
 CUDA_STAND_IN = "RCRNET_CUDA_TESTS_ON_CPU"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`-n N`), each worker gets its share of the cores: N workers with every
+    core's thread each would oversubscribe the machine. Scripts the tests start inherit it."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = max(1, cores // int(workers))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` skip, saying why, where there is no GPU."""
     if torch.cuda.is_available() or os.environ.get(CUDA_STAND_IN) == "1":

@@ -50,11 +50,13 @@ def test_inference_speed(cache, capsys):
 
 @pytest.mark.slow
 def test_train_speed(capsys):
-    argv = ["--size", "32", "--clip-len", "2", "--rounds", "1", "--warmup", "0"]
+    argv = ["--size", "32", "--clip-len", "2", "--rounds", "1", "--warmup", "0",
+            "--configs", "release", "bf16-cl"]
     assert load("train_speed").main(argv) == 0
     out = capsys.readouterr().out
+    assert "| fp32, release decoder (resize then conv) | " in out and "| 1.00x |" in out
     assert "| bf16 autocast + channels_last |" in out
-    assert "| fp32, release decoder (resize then conv) |" in out
+    assert "| fp32 |" not in out  # left out by --configs
 
 
 @pytest.mark.slow
