@@ -38,7 +38,8 @@ def test_cropped_conv_computes_the_release_conv(batch, height, width, dilation, 
     for b in (None, bias):
         got = bench.cropped_dilated_conv3x3(x, weight, b, dilation)
         assert got.shape == (batch, 16, height, width)
-        assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert got.is_contiguous(memory_format=layout)
         assert relative_error(got, F.conv2d(x, weight, b, padding=dilation, dilation=dilation)) < 1e-12
 
 
@@ -64,7 +65,8 @@ def small_aspp() -> ASPP:
 def test_cropped_aspp_equals_the_release_aspp(size):
     release = small_aspp().eval()
     cropped = bench.crop_aspp(release)
-    assert all(isinstance(getattr(cropped.stages, f"c{i}").conv, bench.CroppedDilatedConv2d) for i in (1, 2, 3))
+    for name in ("c1", "c2", "c3"):
+        assert isinstance(getattr(cropped.stages, name).conv, bench.CroppedDilatedConv2d)
     assert type(release.stages.c1.conv) is torch.nn.Conv2d  # the original is left as it was
     x = torch.randn(2, 24, *size, dtype=F64)
     with torch.no_grad():
