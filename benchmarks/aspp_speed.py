@@ -15,8 +15,8 @@ channel vectors), so leaving out the terms whose input is padding leaves the sam
 each tap becomes a matrix product over the output window where its input lies inside the map,
 accumulated into that window, and a tap whose window is empty (r >= the map's size) is
 skipped. ASPP's rates 6, 12, 18 on a 28x28 map pad about 27%, 49% and 67% of their products.
-It is a candidate measured here, not a computation the models use (see docs/architecture.md,
-"ASPP").
+It is a candidate measured here, not a computation the models use (docs/architecture.md, "ASPP's
+dilated branches").
 
     python -m benchmarks.aspp_speed --rounds 5 --reference ../shared/reference
 """
@@ -149,8 +149,15 @@ def crop_aspp(model: nn.Module) -> nn.Module:
     return model
 
 
+def _addmm_flop(self_shape: torch.Size, a_shape: torch.Size, b_shape: torch.Size, *args: object,
+                **kwargs: object) -> int:
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+
 def flops_per_frame(model: nn.Module, clip: torch.Tensor) -> float:
-    counter = FlopCounterMode(display=False)
+    """GFLOP per frame of `model(clip)`, the cropped form's in-place `addmm_` included (the
+    counter's own table knows only the out-of-place `addmm`)."""
+    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flop})
     with torch.inference_mode(), counter:
         model(clip)
     return counter.get_total_flops() / clip.shape[1] / 1e9

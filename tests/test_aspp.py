@@ -73,6 +73,24 @@ def test_cropped_aspp_equals_the_release_aspp(size):
         assert relative_error(cropped(x), release(x)) < 1e-12
 
 
+
+def test_flop_count_leaves_out_exactly_the_products_with_padding():
+    release = small_aspp().eval()
+    x = torch.randn(1, 1, 24, 28, 28, dtype=F64)  # one frame of a clip, as the benchmark counts
+
+    class Frame(torch.nn.Module):
+        def __init__(self, aspp: ASPP) -> None:
+            super().__init__()
+            self.aspp = aspp
+
+        def forward(self, clip: torch.Tensor) -> torch.Tensor:
+            return self.aspp(clip[:, 0])
+
+    full, cropped = (bench.flops_per_frame(Frame(m), x) for m in (release, bench.crop_aspp(release)))
+    # per rate, (28 + 2 (28 - r))^2 of the 9 * 28^2 tap positions read the map
+    inside = sum((28 + 2 * (28 - rate)) ** 2 for rate in (6, 12, 18))
+    assert round((full - cropped) * 1e9) == 2 * 24 * 8 * (3 * 9 * 28 * 28 - inside)
+
 def test_gradients_of_input_and_parameters_equal_the_release_in_train_mode():
     release = small_aspp().train()
     cropped = bench.crop_aspp(release)
