@@ -85,15 +85,16 @@ def cropped_dilated_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
         return torch.matmul(tap, t.view(t.shape[0], t.shape[1], -1)).view(t.shape[0], tap.shape[0],
                                                                          *t.shape[2:])
 
-    def accumulate(acc: torch.Tensor, source: torch.Tensor, ky: int, window: tuple[slice, slice]) -> None:
-        """acc[out rows] += tap (ky, ·) of source[in rows], frame by frame, in place."""
+    def accumulate(acc: torch.Tensor, source: torch.Tensor, tap: torch.Tensor,
+                   window: tuple[slice, slice]) -> None:
+        """acc[out rows] += tap [out, in] applied to source[in rows], frame by frame, in place."""
         out_rows, in_rows = window
         for frame in range(n):
             a, b = rows(acc, frame, out_rows), rows(source, frame, in_rows)
             if spatial_major:
-                a.addmm_(b, tap_t[ky])
+                a.addmm_(b, tap.t())
             else:
-                a.addmm_(tap_m[ky], b)
+                a.addmm_(tap, b)
 
     row_windows = [_window((k - 1) * dilation, h) for k in range(3)]
     out = product(x, 1, 1)
@@ -101,8 +102,6 @@ def cropped_dilated_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
         columns = _window((kx - 1) * dilation, w)
         if columns is None:
             continue
-        tap_m = [taps[ky, kx] for ky in range(3)]
-        tap_t = [tap.t() for tap in tap_m]
         if kx == 1:
             source, acc = x, out
         else:
@@ -111,7 +110,7 @@ def cropped_dilated_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
             acc = product(source, 1, kx)
         for ky in (0, 2):
             if row_windows[ky] is not None:
-                accumulate(acc, source, ky, row_windows[ky])
+                accumulate(acc, source, taps[ky, kx], row_windows[ky])
         if kx != 1:
             if spatial_major:
                 out[:, :, out_cols] += acc
