@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_benchmarks import load
 
 
+@pytest.mark.slow
 def test_efficiency_dry_run(tmp_path, capsys):
     result = tmp_path / "efficiency.json"
-    argv = ["--size", "64", "--clip", "2", "--rounds", "1", "--warmup", "0", "--matmul-size", "128",
+    argv = ["--size", "32", "--clip", "2", "--rounds", "1", "--warmup", "0", "--matmul-size", "128",
             "--matmul-repeats", "1", "--json", str(result)]
     assert load("efficiency").main(argv) == 0
     out = capsys.readouterr().out
