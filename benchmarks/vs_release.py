@@ -161,15 +161,17 @@ def process_rows(job: Job, checkpoint: Path, size: int, release: Path | None, wo
     """The end-to-end rows over `job`'s frames, each a fresh process: the release's inference.py
     (when `release`), ours with `--precision fp32`, and ours with its defaults on a fresh decision
     cache (a new, empty RCRNET_CACHE_DIR before every run) and on a warm one (the cache a fresh run
-    left; filled by an untimed run if no fresh run came first)."""
+    left; filled by an untimed run if no fresh run came first); the other rows share a cache of
+    their own."""
     common = ["--data", str(job.root), "--dataset", DATASET, "--split", "val",
               "--checkpoint", str(checkpoint), "--dataset-config", str(job.config), "--size", str(size)]
     ours = [sys.executable, str(ROOT / "inference.py"), *common, "--overwrite"]
     caches = work / f"{job.name}-caches"
     warm = caches / "warm"
+    other = caches / "other"
     state = {"cache": caches / "fresh-0", "fresh": 0}
 
-    def process(name: str, command: list[str], cwd: Path, cache: Callable[[], Path] = lambda: warm) -> Row:
+    def process(name: str, command: list[str], cwd: Path, cache: Callable[[], Path] = lambda: other) -> Row:
         def run() -> None:
             env = {**os.environ, CACHE_ENV: str(cache())}
             done = subprocess.run([*command, "--results-folder", str(job.out / name)], cwd=cwd, env=env,
@@ -179,7 +181,8 @@ def process_rows(job: Job, checkpoint: Path, size: int, release: Path | None, wo
             for line in done.stdout.splitlines():
                 if line.startswith(("video model", "compile auto")) and "auto" in line:
                     print(f"  {name}: {line}", file=sys.stderr)
-            if cache() != warm and not warm.exists():  # the warm row's cache: what a fresh run left
+            # the warm row's cache is what a fresh run left
+            if cache().name.startswith("fresh") and not warm.exists():
                 if cache().exists():
                     shutil.copytree(cache(), warm)
                 else:
@@ -197,8 +200,14 @@ def process_rows(job: Job, checkpoint: Path, size: int, release: Path | None, wo
     fresh = process(FRESH, ours, ROOT, cache=lambda: state["cache"])
     fresh.before = new_fresh_cache
     rows.append(fresh)
-    warm_row = process(WARM, ours, ROOT)
-    warm_row.before = lambda: None if warm.exists() else warm_row.run()
+    warm_row = process(WARM, ours, ROOT, cache=lambda: warm)
+
+    def fill_warm_cache() -> None:
+        if not warm.exists():
+            warm_row.run()
+            warm.mkdir(parents=True, exist_ok=True)
+
+    warm_row.before = fill_warm_cache
     rows.append(warm_row)
     return rows
 
