@@ -80,13 +80,15 @@ def test_pseudo_label_speed(cache, capsys):
 
 @pytest.mark.slow
 def test_vs_release_without_the_release(reference_state_dict, tmp_path, capsys):
-    """Without --release-dir: our two inference.py runs and the model-only row, the release left out."""
+    """Without --release-dir: our inference.py runs (fp32, defaults on a fresh and on a warm decision
+    cache) and the model-only row, the release left out."""
     davis = need_davis_sample()
     checkpoint = tmp_path / "video_best_model.pth"
     torch.save(reference_state_dict("video_model"), checkpoint)
     argv = ["--davis", str(davis), "--checkpoint", str(checkpoint), "--videos", "car-shadow", "--frames", "4",
-            "--size", "32", "--rounds", "1"]
+            "--size", "32", "--rounds", "1", "--no-small-job"]
     assert load("vs_release").main(argv) == 0
     out = capsys.readouterr().out
-    assert "| our inference.py (defaults) |" in out
+    assert "| our inference.py (defaults), fresh cache |" in out
+    assert "| our inference.py (defaults), warm cache |" in out
     assert "release inference.py: left out (no --release-dir given)" in out

@@ -1,0 +1,203 @@
+"""How close the model runs to this CPU's limit: VideoModel's arithmetic per frame against the
+float32 matmul rate the same process reaches, in one run.
+
+- The matmul peak: the best of `--matmul-repeats` square float32 matmuls of `--matmul-size`
+  (2 n^3 floating-point operations each), with the torch threads the model uses, measured
+  before and after the model's rounds (the better of the two).
+- GFLOP per frame of VideoModel on a clip of `--clip` frames at `--size`, counted by
+  `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products; elementwise
+  operations are not counted), on two paths built as `inference.py` builds them
+  (`Predictor.from_checkpoint` with the plan of `plan_run`):
+  the default path (`--precision auto`) and the release's computation (`--precision fp32`).
+- Seconds per frame of each path (median of `--rounds` interleaved rounds), with the reference
+  weights (tests/reference_weights.py), and from those the achieved GFLOP/s and its share of
+  the matmul peak, for the whole model and per stage: the ResNet-50 backbone, ASPP, the
+  non-locally enhanced recurrent (NER) module, and the refinement blocks with the decoder.
+  Stages are timed by forward hooks around their modules; "rest" is what the stages leave
+  (the classifier head, resizing, the sigmoid).
+
+    python -m benchmarks.efficiency --rounds 5 --json benchmarks/results/efficiency.json
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks._common import ROOT, Row, add_common_arguments, machine, report, setup, time_interleaved
+from libs.inference import Predictor
+from libs.runtime.arguments import ArgumentParser, positive_int, run_command
+from libs.runtime.plan import plan_run
+
+# stage -> the VideoModel submodules it is made of (their forward; the decoder's forward_resized,
+# which RCRNet calls)
+STAGES = {
+    "backbone (ResNet-50)": ("backbone.resnet",),
+    "ASPP": ("backbone.aspp",),
+    "NER module": ("non_local_block", "convgru_forward", "convgru_backward", "bidirection_conv",
+                   "non_local_block2"),
+    "refinement + decoder": ("backbone.refinement1", "backbone.refinement2", "backbone.refinement3",
+                             "backbone.decoder.forward_resized"),
+}
+PATHS = {"default (--precision auto)": "auto", "release (--precision fp32)": "fp32"}
+
+
+def matmul_peak(size: int, repeats: int) -> float:
+    """The best GFLOP/s of `repeats` float32 [size, size] @ [size, size] products."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def save_reference_checkpoint(path: Path) -> None:
+    """The reference weights of VideoModel (tests/reference_weights.py) as a plain state dict."""
+    source = ROOT / "tests" / "reference_weights.py"
+    spec = importlib.util.spec_from_file_location("reference_weights", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.save(module.weights_for(module.key_list("video_model")), path)
+
+
+class StageMeter:
+    """Wraps the methods of a model's stages to add up, per stage, either the seconds spent in
+    them or (with `measure` set to a FlopCounterMode's total) the floating-point operations."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.measure: Callable[[], float] = time.perf_counter
+        for stage, names in STAGES.items():
+            for name in names:
+                path, _, method = name.partition(".forward_")
+                module = model.get_submodule(path)
+                method = f"forward_{method}" if method else "forward"
+                setattr(module, method, self._wrap(stage, getattr(module, method)))
+
+    def _wrap(self, stage: str, method: Callable[..., object]) -> Callable[..., object]:
+        def measured(*args: object, **kwargs: object) -> object:
+            start = self.measure()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.totals[stage] += self.measure() - start
+        return measured
+
+    def take(self) -> dict[str, float]:
+        """The totals since the last `take`, then zero them."""
+        totals, self.totals = self.totals, dict.fromkeys(STAGES, 0.0)
+        return totals
+
+
+def count_flops(predictor: Predictor, meter: StageMeter,
+                clip: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """FLOPs of one call on `clip`: the whole model's and each stage's."""
+    counter = FlopCounterMode(display=False)
+    meter.measure = counter.get_total_flops
+    meter.take()
+    with counter:
+        predictor(clip)
+    meter.measure = time.perf_counter
+    return float(counter.get_total_flops()), meter.take()
+
+
+def share(gflops: float, seconds: float, peak: float) -> list[str]:
+    """GFLOP/s and its percentage of the peak."""
+    rate = gflops / seconds if seconds > 0 else float("nan")
+    return [f"{rate:.1f}", f"{100 * rate / peak:.1f}%"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--size", type=positive_int, default=448, help="frame size (size x size)")
+    parser.add_argument("--clip", type=positive_int, default=4, help="frames per clip")
+    parser.add_argument("--matmul-size", type=positive_int, default=2048, help="square matmul size")
+    parser.add_argument("--matmul-repeats", type=positive_int, default=10,
+                        help="matmuls timed (the best kept)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the results and the machine to this JSON file "
+                             "(e.g. under benchmarks/results/)")
+    args = parser.parse_args(argv)
+    setup(args)
+    print(machine(), file=sys.stderr)
+    device = torch.device("cpu")
+    with tempfile.TemporaryDirectory(prefix="efficiency_") as work:
+        checkpoint = Path(work) / "video_best_model.pth"
+        save_reference_checkpoint(checkpoint)
+        predictors = {name: Predictor.from_checkpoint(checkpoint, plan_run("inference", device, precision))
+                      for name, precision in PATHS.items()}
+    clip = torch.rand(1, args.clip, 3, args.size, args.size)
+    meters = {name: StageMeter(predictor.model) for name, predictor in predictors.items()}
+    flops = {name: count_flops(predictor, meters[name], clip) for name, predictor in predictors.items()}
+    stage_times: dict[str, list[dict[str, float]]] = {name: [] for name in predictors}
+
+    def timed(name: str) -> Callable[[], None]:
+        def run() -> None:
+            predictors[name](clip)
+            stage_times[name].append(meters[name].take())
+        return run
+
+    rows = [Row(name, timed(name), args.clip, []) for name in predictors]
+    first_peak = matmul_peak(args.matmul_size, args.matmul_repeats)
+    time_interleaved(rows, args.rounds, args.warmup)
+    peak = max(first_peak, matmul_peak(args.matmul_size, args.matmul_repeats))
+
+    header = ["path", "GFLOP / frame", "s / frame (median)", "GFLOP/s", "% of matmul peak"]
+    table = []
+    stage_header = ["path", "stage", "GFLOP / frame", "s / frame", "GFLOP/s", "% of matmul peak"]
+    stage_table = []
+    result_paths = {}
+    for row in rows:
+        total, per_stage = flops[row.name]
+        gflop = total / args.clip / 1e9
+        seconds = row.median / args.clip
+        table.append([row.name, f"{gflop:.1f}", f"{seconds:.3f}", *share(gflop, seconds, peak)])
+        stages = {}
+        runs = stage_times[row.name][args.warmup:]
+        for stage in STAGES:
+            stage_gflop = per_stage[stage] / args.clip / 1e9
+            stage_seconds = statistics.median(run[stage] for run in runs) / args.clip
+            stages[stage] = {"gflop_per_frame": stage_gflop, "seconds_per_frame": stage_seconds}
+            stage_table.append([row.name.split(" (")[0], stage, f"{stage_gflop:.2f}", f"{stage_seconds:.3f}",
+                                *share(stage_gflop, stage_seconds, peak)])
+        rest_gflop = gflop - sum(s["gflop_per_frame"] for s in stages.values())
+        rest_seconds = statistics.median(total - sum(run.values()) for total, run in zip(row.times, runs)) \
+            / args.clip
+        stage_table.append([row.name.split(" (")[0], "rest", f"{rest_gflop:.2f}", f"{rest_seconds:.3f}",
+                            *share(rest_gflop, rest_seconds, peak)])
+        result_paths[row.name] = {"gflop_per_frame": gflop, "seconds_per_frame": seconds,
+                                  "gflops": gflop / seconds, "stages": stages,
+                                  "rest": {"gflop_per_frame": rest_gflop, "seconds_per_frame": rest_seconds}}
+    shape = f"VideoModel at {args.size}x{args.size}, clips of {args.clip}, median of {args.rounds} rounds"
+    report(f"Matmul peak: float32 {args.matmul_size}x{args.matmul_size} matmul, best of "
+           f"{args.matmul_repeats}", ["GFLOP/s"], [[f"{peak:.1f}"]])
+    report(f"Efficiency, {shape}", header, table)
+    report(f"Per stage, {shape}", stage_header, stage_table)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        result = {"benchmark": "efficiency", "machine": machine(), "torch": torch.__version__,
+                  "size": args.size, "clip": args.clip, "rounds": args.rounds,
+                  "matmul": {"size": args.matmul_size, "gflops": peak}, "paths": result_paths,
+                  "tables": {"model": {"header": header, "rows": table},
+                             "stages": {"header": stage_header, "rows": stage_table}}}
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(main, "python -m benchmarks.efficiency"))
