@@ -268,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="the GPU (default cuda)")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="default: all")
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
-    parser.add_argument("--clip-len", type=int, default=4)
+    parser.add_argument("--clip-len", type=int, default=4, help="frames a clip (default 4)")
     parser.add_argument("--large-batch", type=int, default=16, help="clips per call of the large rows")
-    parser.add_argument("--deviation-clips", type=int, default=6)
+    parser.add_argument("--deviation-clips", type=int, default=6,
+                        help="clips of the synthetic evaluation videos the deviation is measured on")
     parser.add_argument("--frames", type=int, default=256, help="inference.py's frames (default 256)")
     parser.add_argument("--train-step-size", type=int, default=256, help="training frame size (default 256)")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile rows")

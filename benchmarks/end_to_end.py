@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame size, input and output (default 448)")
     parser.add_argument("--frames", type=int, default=64, help="frames of the synthetic video (default 64)")
-    parser.add_argument("--clip-len", type=int, default=4)
+    parser.add_argument("--clip-len", type=int, default=4, help="frames a clip (default 4)")
     parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"),
                         help="inference.py's --compile for the default row (default: its own default)")
     add_trained_model_arguments(parser)

@@ -51,9 +51,9 @@ def flops_per_frame(model: VideoModel, clip: torch.Tensor) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser)
-    parser.add_argument("--size", type=int, default=448)
-    parser.add_argument("--clip", type=int, default=4)
-    parser.add_argument("--train-size", type=int, default=256)
+    parser.add_argument("--size", type=int, default=448, help="inference frame size (default 448)")
+    parser.add_argument("--clip", type=int, default=4, help="frames a clip (default 4)")
+    parser.add_argument("--train-size", type=int, default=256, help="training step frame size (default 256)")
     parser.add_argument("--reference", default=None, help="reference folder (refweights.py, keys/)")
     args = parser.parse_args(argv)
     setup(args)

@@ -108,7 +108,7 @@ def main() -> None:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (multiple of 64)")
     parser.add_argument("--batch", type=int, default=1, help="frame pairs per forward pass")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     parser.add_argument("--iters", type=int, default=3, help="timed forward passes (the median is reported)")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--row", nargs=2, metavar=("DEVICE", "PRECISION"), help=argparse.SUPPRESS)

@@ -151,7 +151,7 @@ def batch_of(clips: torch.Tensor, start: int, size: int) -> torch.Tensor:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=448, help="frame height and width (default 448)")
-    parser.add_argument("--clip-len", type=int, default=4)
+    parser.add_argument("--clip-len", type=int, default=4, help="frames a clip (default 4)")
     parser.add_argument("--deviation-clips", type=int, default=6,
                         help="clips of the synthetic evaluation videos the deviation is measured on")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")

@@ -121,9 +121,9 @@ def memory_in_subprocess(name: str, args: argparse.Namespace) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256, help="frame height and width (default 256)")
-    parser.add_argument("--clip-len", type=int, default=4)
+    parser.add_argument("--clip-len", type=int, default=4, help="frames a clip (default 4)")
     parser.add_argument("--batch", type=int, default=1, help="clips per step (the release: 1)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="NAME",
                         help=f"the configurations to measure, the first being the baseline of the "
                              f"ratios: {', '.join(CONFIGS)} (default: all, in that order)")

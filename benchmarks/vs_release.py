@@ -226,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release-dir", type=Path, default=None,
                         help="a checkout of Kinpzz/RCRNet-Pytorch, patched to run (see above)")
-    parser.add_argument("--davis", type=Path, default=SHARED / "data" / "DAVIS2016-sample")
-    parser.add_argument("--reference", type=Path, default=SHARED / "reference")
+    parser.add_argument("--davis", type=Path, default=SHARED / "data" / "DAVIS2016-sample",
+                        help="a DAVIS 2016 folder in the official layout (default: the sample in ../shared)")
+    parser.add_argument("--reference", type=Path, default=SHARED / "reference",
+                        help="the folder with refweights.py and keys/, whose weights are used without "
+                             "--checkpoint (default: ../shared/reference)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a VideoModel checkpoint to use instead of the reference weights")
     parser.add_argument("--videos", nargs="*", default=None, help="default: every video of --davis")
@@ -236,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small-frames", type=positive_int, default=8,
                         help="frames of the small job (the first video's first N)")
     parser.add_argument("--no-small-job", action="store_true", help="leave out the small job's table")
-    parser.add_argument("--size", type=positive_int, default=448)
-    parser.add_argument("--clip-len", type=positive_int, default=4)
-    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--size", type=positive_int, default=448, help="input height and width (default 448)")
+    parser.add_argument("--clip-len", type=positive_int, default=4, help="frames a clip (default 4)")
+    parser.add_argument("--rounds", type=positive_int, default=3,
+                        help="interleaved rounds; every row runs once a round (default 3)")
     parser.add_argument("--no-model-only", action="store_true", help="leave out the in-process model row")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write the tables and the machine to this JSON file "
