@@ -25,3 +25,7 @@ def test_efficiency_dry_run(tmp_path, capsys):
     stages = default["stages"]
     assert sum(s["gflop_per_frame"] for s in stages.values()) <= default["gflop_per_frame"] * (1 + 1e-9)
     assert all(s["gflop_per_frame"] > 0 for s in stages.values())
+    # at 32x32 ASPP's map is 2x2: its dilated branches' off-centre taps all read padding
+    aspp = stages["ASPP"]
+    assert 0 < aspp["gflop_per_frame_without_padding"] < aspp["gflop_per_frame"]
+    assert "| default | ASPP without products with padding |" in out
