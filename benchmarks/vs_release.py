@@ -36,6 +36,7 @@ inference.py) the release row is left out, with the reason.
 """
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -256,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         skipped = "no --release-dir given"
     elif not (release / "inference.py").is_file():
         skipped, release = f"{release} has no inference.py", None
-    work = Path(tempfile.mkdtemp(prefix="vs_release_"))
+    with tempfile.TemporaryDirectory(prefix="vs_release_") as folder:
+        return compare(args, videos, release, skipped, Path(folder))
+
+
+def compare(args: argparse.Namespace, videos: list[str], release: Path | None, skipped: str | None,
+            work: Path) -> int:
+    """Lay the frames out in `work`, run and time every row, compare the maps, print the tables."""
     checkpoint = work / "video_best_model.pth"
     state = save_reference_weights(args.reference, checkpoint) if args.checkpoint is None else \
         save_checkpoint_weights(args.checkpoint, checkpoint)
