@@ -23,13 +23,12 @@ tests/test_cuda.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -53,20 +52,10 @@ from libs.inference import Predictor
 from libs.inference.optimize import inference_context, prepare_model
 from libs.runtime.arguments import ArgumentParser, run_command
 from libs.runtime.plan import RunPlan, plan_run
+from libs.runtime.precision import tf32
 
 PARTS = ("video", "pseudo_labels", "end_to_end", "training", "flownet2")
 Predict = Callable[[torch.Tensor], torch.Tensor]
-
-
-@contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """TF32 for cuBLAS and cuDNN on or off, restored afterwards."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 class Tables:

@@ -9,14 +9,12 @@ The speed of the CUDA path is measured by benchmarks/cuda_speed.py.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +23,11 @@ import torch
 from conftest import ROOT
 from PIL import Image
 
+from libs.runtime.precision import tf32
+
 FC_KEYS = ("backbone.resnet.fc.weight", "backbone.resnet.fc.bias")
 FGPLG_INPUTS = ("frame", "frame_l", "frame_r", "label_l", "label_r")
 CUDA = pytest.mark.cuda
-
-
-@contextlib.contextmanager
-def tf32_off() -> Iterator[None]:
-    """float32 convolutions and matrix products in float32 on CUDA (not TF32), restored afterwards."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -110,7 +99,7 @@ def test_golden_output(name, dtype, tolerance, cuda_device, golden, reference_mo
     float32, the release casting the flow input to float32)."""
     case = golden(name)
     model = reference_model(name).to(cuda_device, dtype)
-    with torch.no_grad(), tf32_off():
+    with torch.no_grad(), tf32(False):
         if name == "fgplg":
             output = model.generate_pseudo_label(*(case[k].to(cuda_device, dtype) for k in FGPLG_INPUTS))
         else:
@@ -182,7 +171,7 @@ def test_inference_maps_match_the_cpu(synthetic, release_files, cuda_device, tmp
     frames = next((synthetic / "DAVIS2016" / "JPEGImages" / "480p").iterdir())
     common = ["--input", str(frames), "--checkpoint", str(release_files["video"]), "--size", "64",
               "--clip-len", "4", "-j", "0", "--precision", "fp32", "--compile", "off"]
-    with tf32_off():  # inference.py turns TF32 off for fp32 itself; restored for the other tests
+    with tf32(False):  # inference.py turns TF32 off for fp32 itself; restored for the other tests
         for device in ("cpu", str(cuda_device)):
             out = ["--device", device, "--results-folder", str(tmp_path / device)]
             assert inference.main([*common, *out]) == 0
@@ -198,7 +187,7 @@ def test_pseudo_labels_with_flownet2_match_the_cpu(synthetic, release_files, cud
     common = ["--data", str(synthetic), "--dataset-config", str(synthetic / "datasets.yaml"), "--datasets",
               "DAVIS2016:train", "--label_interval", "3", "--size", "64", "-j", "0", "--flow", "flownet2",
               "--checkpoint", str(release_files["fgplg"]), "--precision", "fp32"]
-    with tf32_off():
+    with tf32(False):
         for device in ("cpu", str(cuda_device)):
             out = ["--device", device, "--pseudo-label-folder", str(tmp_path / device)]
             assert generate_pseudo_labels.main([*common, *out]) == 0

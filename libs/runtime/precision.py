@@ -11,6 +11,7 @@ run's plan (`libs.runtime.plan`, `libs.runtime.tuner`), which resolves the preci
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -72,3 +73,15 @@ def keep_float32_exact(precision: str) -> None:
     if precision == "fp32":
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for cuBLAS and cuDNN float32 work on or off inside the block, the previous settings
+    restored afterwards (`keep_float32_exact` sets them for a whole run)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
