@@ -153,10 +153,15 @@ def _addmm_flop(self_shape: torch.Size, a_shape: torch.Size, b_shape: torch.Size
     return 2 * a_shape[0] * a_shape[1] * b_shape[1]
 
 
+def flop_counter() -> FlopCounterMode:
+    """A FlopCounterMode that also counts the cropped form's in-place `addmm_` (the counter's own
+    table knows only the out-of-place `addmm`)."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flop})
+
+
 def flops_per_frame(model: nn.Module, clip: torch.Tensor) -> float:
-    """GFLOP per frame of `model(clip)`, the cropped form's in-place `addmm_` included (the
-    counter's own table knows only the out-of-place `addmm`)."""
-    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flop})
+    """GFLOP per frame of `model(clip)`, the cropped form's products included."""
+    counter = flop_counter()
     with torch.inference_mode(), counter:
         model(clip)
     return counter.get_total_flops() / clip.shape[1] / 1e9

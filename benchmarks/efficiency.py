@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import ROOT, Row, add_common_arguments, machine, report, setup, time_interleaved
-from benchmarks.aspp_speed import _addmm_flop, crop_aspp
+from benchmarks.aspp_speed import crop_aspp, flop_counter
 from libs.inference import Predictor
 from libs.runtime.arguments import ArgumentParser, positive_int, run_command
 from libs.runtime.plan import plan_run
@@ -124,7 +124,7 @@ def aspp_flops_without_padding(model: nn.Module, size: int) -> float:
     for _ in range(4):  # output stride 16: four stride-2 stages, each rounding up
         side = -(-side // 2)
     aspp = crop_aspp(model.get_submodule("backbone.aspp")).eval()
-    counter = FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flop})
+    counter = flop_counter()
     with torch.inference_mode(), counter:
         aspp(torch.zeros(1, aspp.stages.c0.conv.in_channels, side, side))
     return float(counter.get_total_flops())
