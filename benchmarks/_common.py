@@ -2,7 +2,8 @@
 VideoModel trained briefly on the synthetic data (cached under `data/bench/`).
 
 The machine the benchmarks run on may be shared, so configurations are timed in
-alternation, round after round, and compared by the ratio of their median times.
+alternation, round after round, and compared by the ratio of their median times; where a
+machine's speed drifts over minutes, `Row.paired` gives the ratio within each round as well.
 """
 from __future__ import annotations
 
@@ -87,6 +88,15 @@ class Row:
     @property
     def rate(self) -> float:
         return self.items / self.median
+
+    def paired(self, baseline: Row) -> list[float]:
+        """This row's speed over `baseline`'s, round by round (rows timed in the same rounds of
+        `time_interleaved`): runs of one round are minutes apart, not a whole benchmark, so a
+        slow spell of a shared machine moves both sides of a ratio alike."""
+        if len(self.times) != len(baseline.times):
+            raise ValueError(f"{self.name!r} and {baseline.name!r} were not timed in the same rounds")
+        return [(self.items / mine) / (baseline.items / theirs)
+                for mine, theirs in zip(self.times, baseline.times)]
 
 
 def time_interleaved(rows: Sequence[Row], rounds: int, warmup: int = 1,

@@ -76,11 +76,14 @@ def save_reference_checkpoint(path: Path) -> None:
 
 
 class StageMeter:
-    """Wraps the methods of a model's stages to add up, per stage, either the seconds spent in
-    them or (with `measure` set to a FlopCounterMode's total) the floating-point operations."""
+    """Wraps the methods of a model's stages to measure, per stage, either the seconds spent in
+    them or (with `measure` set to a FlopCounterMode's total) the floating-point operations.
+
+    Seconds are wall time during which some thread was in the stage (VideoModel's frames side by
+    side run the backbone and ASPP in two threads at once), operations their sum."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.totals = dict.fromkeys(STAGES, 0.0)
+        self.spans: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
         self.measure: Callable[[], float] = time.perf_counter
         for stage, names in STAGES.items():
             for name in names:
@@ -95,23 +98,46 @@ class StageMeter:
             try:
                 return method(*args, **kwargs)
             finally:
-                self.totals[stage] += self.measure() - start
+                self.spans[stage].append((start, self.measure()))
         return measured
 
     def take(self) -> dict[str, float]:
-        """The totals since the last `take`, then zero them."""
-        totals, self.totals = self.totals, dict.fromkeys(STAGES, 0.0)
-        return totals
+        """The totals since the last `take` (seconds: the union of the spans), then forget them."""
+        spans, self.spans = self.spans, {stage: [] for stage in STAGES}
+        if self.measure is not time.perf_counter:
+            return {stage: sum(end - start for start, end in calls) for stage, calls in spans.items()}
+        return {stage: covered(calls) for stage, calls in spans.items()}
+
+
+def covered(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of the intervals `spans`."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def count_flops(predictor: Predictor, meter: StageMeter,
                 clip: torch.Tensor) -> tuple[float, dict[str, float]]:
-    """FLOPs of one call on `clip`: the whole model's and each stage's."""
+    """FLOPs of one call on `clip`: the whole model's and each stage's.
+
+    A FlopCounterMode sees its own thread's operations only, so frames side by side are counted
+    one at a time (the same operations)."""
     counter = FlopCounterMode(display=False)
     meter.measure = counter.get_total_flops
     meter.take()
-    with counter:
-        predictor(clip)
+    model = predictor.model
+    parallel = getattr(model, "parallel_frames", 1)
+    if parallel > 1:
+        model.parallel_frames = 1
+    try:
+        with counter:
+            predictor(clip)
+    finally:
+        if parallel > 1:
+            model.parallel_frames = parallel
     meter.measure = time.perf_counter
     return float(counter.get_total_flops()), meter.take()
 

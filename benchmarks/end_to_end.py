@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = load_clips(folder, args.size, args.clip_len)
     frames = clips.shape[0] * clips.shape[1]
     plan = plan_run("inference", torch.device("cpu"), "auto", "on" if args.compile == "on" else "off")
-    factored = VideoModel(decoder=plan.decoder)
+    factored = VideoModel(decoder=plan.decoder, parallel_frames=plan.parallel_frames)
     factored.load_state_dict(model.state_dict())
     fast = Predictor(factored, plan, report=lambda line: print(line, file=sys.stderr))
     fast(clips[:1])

@@ -62,20 +62,21 @@ class Config:
         return self.predict(clips)
 
 
-def with_decoder(model: torch.nn.Module, decoder: str, frames_as_batch: bool = False) -> VideoModel:
-    """A VideoModel built with `decoder` ("release" or "factored") and `frames_as_batch`, holding
-    `model`'s weights."""
-    built = VideoModel(decoder=decoder, frames_as_batch=frames_as_batch)
+def with_decoder(model: torch.nn.Module, decoder: str, frames_as_batch: bool = False,
+                 parallel_frames: int = 1) -> VideoModel:
+    """A VideoModel built with `decoder` ("release" or "factored"), `frames_as_batch` and
+    `parallel_frames`, holding `model`'s weights."""
+    built = VideoModel(decoder=decoder, frames_as_batch=frames_as_batch, parallel_frames=parallel_frames)
     built.load_state_dict(model.state_dict())
     return built.eval()
 
 
-def release_way(model: torch.nn.Module, factored: bool = False,
-                frames_as_batch: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def release_way(model: torch.nn.Module, factored: bool = False, frames_as_batch: bool = False,
+                parallel_frames: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
     """float32, `torch.no_grad`, the clip as a list of T frames [B, 3, H, W] (the release's call);
     the release's resize-then-convolve decoder unless `factored`; the release's frame loop
-    unless `frames_as_batch`."""
-    model = with_decoder(model, "factored" if factored else "release", frames_as_batch)
+    unless `frames_as_batch` or `parallel_frames` > 1."""
+    model = with_decoder(model, "factored" if factored else "release", frames_as_batch, parallel_frames)
 
     def predict(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -118,7 +119,9 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     """The rows, faithful float32 first."""
     configs = [
         Config("fp32 eager, no_grad, list of frames (release)", release_way(model)),
-        Config("fp32 eager, factored decoder (--precision auto)", release_way(model, factored=True)),
+        Config("fp32 eager, factored decoder", release_way(model, factored=True)),
+        Config("fp32 eager, factored decoder, 2 frames side by side (--precision auto, 2 threads)",
+               release_way(model, factored=True, parallel_frames=2)),
         Config("fp32 eager, a clip's frames as one batch", release_way(model, frames_as_batch=True)),
         Config("fp32 + inference_mode", plain(model, "fp32")),
         Config("fp32 + inference_mode + channels_last", plain(model, "fp32", channels_last=True)),
@@ -132,7 +135,7 @@ def build_configs(model: torch.nn.Module, args: argparse.Namespace) -> list[Conf
     ]
     why_not = fp16_works()
     if why_not is None:
-        configs.insert(8, Config("fp16 + channels_last + BN folded", prepared(model, "fp16")))
+        configs.insert(9, Config("fp16 + channels_last + BN folded", prepared(model, "fp16")))
     else:
         print(f"fp16 autocast: unsupported here ({why_not})", file=sys.stderr)
     if not args.no_compile:

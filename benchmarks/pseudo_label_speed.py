@@ -95,7 +95,7 @@ def prepared(model: FGPLG, precision: str, flow_half: bool = False) -> Callable[
 def auto(model: FGPLG) -> Callable[[Inputs], torch.Tensor]:
     """generate_pseudo_labels.py's default: `fgplg_predictor` under the plan of precision auto (on a
     CPU the factored decoder, which `model` must have been built with)."""
-    predict = fgplg_predictor(model, plan_run("inference", torch.device("cpu"), "auto"))
+    predict = fgplg_predictor(model, plan_run("inference", torch.device("cpu"), "auto").for_model("fgplg"))
     return lambda inputs: predict(*inputs)
 
 

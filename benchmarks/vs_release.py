@@ -3,7 +3,8 @@ real DAVIS 2016 frames (854x480 JPEGs), in one run: speed and the maps pixel by 
 
 Rows, each a fresh process over the same frames (Python start, imports, checkpoint loading,
 reading, the model and PNG writing all included), timed in alternation over `--rounds`
-rounds, each reported as its median:
+rounds, each reported as its median and, against the release, also as the median (and range)
+of its per-round ratios, which a shared machine's slow spells disturb less:
 - the release's `inference.py` (float32, its own code), from `--release-dir`;
 - our `inference.py --precision fp32` (the release's computation);
 - our `inference.py` with its defaults (`--precision auto`: on a CPU the factored decoder, chosen
@@ -41,6 +42,7 @@ import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,7 @@ from libs.runtime.calibration import CACHE_ENV
 
 SHARED = ROOT.parent / "shared"
 DATASET = "DAVIS2016"
+RELEASE = "release inference.py"
 FAITHFUL = "our inference.py --precision fp32"
 FRESH = "our inference.py (defaults), fresh cache"
 WARM = "our inference.py (defaults), warm cache"
@@ -196,7 +199,7 @@ def process_rows(job: Job, checkpoint: Path, size: int, release: Path | None, wo
 
     rows = []
     if release is not None:
-        rows.append(process("release inference.py", [sys.executable, "inference.py", *common], release))
+        rows.append(process(RELEASE, [sys.executable, "inference.py", *common], release))
     rows.append(process(FAITHFUL, [*ours, "--precision", "fp32"], ROOT))
     fresh = process(FRESH, ours, ROOT, cache=lambda: state["cache"])
     fresh.before = new_fresh_cache
@@ -213,13 +216,23 @@ def process_rows(job: Job, checkpoint: Path, size: int, release: Path | None, wo
     return rows
 
 
-def speed_table(rows: list[Row], baselines: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Median seconds, frames/s and the ratio to each baseline row, per row."""
+def speed_table(rows: list[Row], baselines: list[str], paired: str | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+    """Median seconds, frames/s and the ratio of medians to each baseline row, per row; with
+    `paired` (a row's name) also the median of the per-round ratios to that row, with their range."""
     by_name = {row.name: row for row in rows}
     baselines = [name for name in baselines if name in by_name]
     header = ["run", "s (median)", "frames/s", *(f"vs {name.split(',')[0]}" for name in baselines)]
-    table = [[row.name, f"{row.median:.1f}", f"{row.rate:.3f}",
-              *(f"{row.rate / by_name[b].rate:.2f}x" for b in baselines)] for row in rows]
+    if paired in by_name:
+        header.append(f"vs {paired.split(',')[0]}, per round: median (range)")
+    table = []
+    for row in rows:
+        line = [row.name, f"{row.median:.1f}", f"{row.rate:.3f}",
+                *(f"{row.rate / by_name[b].rate:.2f}x" for b in baselines)]
+        if paired in by_name:
+            ratios = row.paired(by_name[paired])
+            line.append(f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+        table.append(line)
     return header, table
 
 
@@ -285,7 +298,7 @@ def compare(args: argparse.Namespace, videos: list[str], release: Path | None, s
 
         rows.insert(0, Row(MODEL_ONLY, eager, frames, []))
     time_interleaved(rows, args.rounds, warmup=0)
-    header, table = speed_table(rows, [MODEL_ONLY, "release inference.py"])
+    header, table = speed_table(rows, [MODEL_ONLY, RELEASE], paired=RELEASE)
     shape = (f"at {args.size}x{args.size}, clips of {args.clip_len}, median of {args.rounds} interleaved "
              f"rounds (defaults fresh: a new, empty decision cache every run)")
     print(f"\nvs the release, {frames} DAVIS 2016 frames (854x480 JPEG, {len(videos)} videos) {shape}; "
@@ -301,7 +314,7 @@ def compare(args: argparse.Namespace, videos: list[str], release: Path | None, s
         for row in small_rows:
             row.items = small_frames
         time_interleaved(small_rows, args.rounds, warmup=0)
-        small_header, small_table = speed_table(small_rows, [FAITHFUL, "release inference.py"])
+        small_header, small_table = speed_table(small_rows, [FAITHFUL, RELEASE], paired=RELEASE)
         print(f"\nsmall job, {small_frames} frames of {videos[0]} {shape}; {machine()}\n")
         print(markdown_table(small_header, small_table))
         result["small_job"] = {"frames": small_frames, "video": videos[0],
@@ -312,7 +325,7 @@ def compare(args: argparse.Namespace, videos: list[str], release: Path | None, s
         maps_header = ["maps", "against the release's", "pixels differing", "max levels", "maps"]
         maps_rows = []
         for name in (FAITHFUL, FRESH, WARM):
-            share, largest, maps = compare_maps(job.out / "release inference.py" / DATASET,
+            share, largest, maps = compare_maps(job.out / RELEASE / DATASET,
                                                 job.out / name / DATASET)
             maps_rows.append([name, "float32", f"{100 * share:.4f}%", largest, maps])
         print("\n" + markdown_table(maps_header, maps_rows))

@@ -45,7 +45,7 @@ def test_inference_speed(cache, capsys):
     assert load("inference_speed").main(argv) == 0
     out = capsys.readouterr().out
     assert "| fp32 eager, no_grad, list of frames (release) |" in out
-    assert "| fp32 eager, factored decoder (--precision auto) |" in out
+    assert "| fp32 eager, factored decoder, 2 frames side by side (--precision auto, 2 threads) |" in out
 
 
 @pytest.mark.slow
@@ -92,3 +92,27 @@ def test_vs_release_without_the_release(reference_state_dict, tmp_path, capsys):
     assert "| our inference.py (defaults), fresh cache |" in out
     assert "| our inference.py (defaults), warm cache |" in out
     assert "release inference.py: left out (no --release-dir given)" in out
+    assert "per round" not in out  # no release row to pair with
+
+
+def test_paired_ratios_are_per_round():
+    """Row.paired: speed over the baseline round by round, so a slow round slows both sides."""
+    from benchmarks._common import Row
+
+    baseline = Row("release", lambda: None, 48, [100.0, 200.0, 100.0])
+    ours = Row("ours", lambda: None, 48, [40.0, 80.0, 50.0])
+    assert ours.paired(baseline) == pytest.approx([2.5, 2.5, 2.0])
+    assert ours.rate / baseline.rate == pytest.approx(2.0)  # the ratio of medians: 100 / 50
+    with pytest.raises(ValueError, match="same rounds"):
+        Row("short", lambda: None, 48, [1.0]).paired(baseline)
+
+
+def test_vs_release_table_pairs_rounds_with_the_release():
+    from benchmarks._common import Row
+
+    vs_release = load("vs_release")
+    release = Row(vs_release.RELEASE, lambda: None, 48, [100.0, 200.0, 100.0])
+    ours = Row(vs_release.WARM, lambda: None, 48, [40.0, 80.0, 50.0])
+    header, table = vs_release.speed_table([release, ours], [vs_release.RELEASE], paired=vs_release.RELEASE)
+    assert header[-2:] == ["vs release inference.py", "vs release inference.py, per round: median (range)"]
+    assert table[1][-2:] == ["2.00x", "2.50x (2.00-2.50)"]

@@ -29,3 +29,11 @@ def test_efficiency_dry_run(tmp_path, capsys):
     aspp = stages["ASPP"]
     assert 0 < aspp["gflop_per_frame_without_padding"] < aspp["gflop_per_frame"]
     assert "| default | ASPP without products with padding |" in out
+
+
+def test_stage_seconds_are_wall_time_covered_by_any_thread():
+    """Frames side by side run a stage in two threads at once: its time is the union of the spans."""
+    covered = load("efficiency").covered
+    assert covered([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
+    assert covered([(0.0, 1.0), (0.0, 1.0)]) == 1.0
+    assert covered([]) == 0.0

@@ -358,3 +358,41 @@ def test_cuda_matches_cpu(reference_model):
         finally:
             model.cpu()
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6 * expected.abs().max().item())
+
+
+def test_parallel_frames_compute_each_frame_as_one_thread_does():
+    """`parallel_frames`: a clip's spatial features side by side, each frame exactly as the
+    release's loop computes it with the workers' thread count (float32, bit for bit); the rest of
+    the model unchanged; odd clip lengths and `frames_as_batch` keep the loop."""
+    torch.manual_seed(0)
+    model = VideoModel().eval()
+    side_by_side = VideoModel(parallel_frames=2).eval()
+    side_by_side.load_state_dict(model.state_dict())
+    clip = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        steps = side_by_side._spatial_steps(clip)
+        torch.set_num_threads(max(1, threads // 2))
+        try:
+            expected = [model.backbone.spatial_features(clip[:, t]) for t in range(4)]
+        finally:
+            torch.set_num_threads(threads)
+        for step, want in zip(steps, expected):
+            for got, value in zip(step, want):
+                assert torch.equal(got, value)
+        odd = clip[:, :3]
+        assert torch.equal(side_by_side(odd), model(odd))
+    # grad mode reaches the workers: gradients flow through them
+    side_by_side(clip).sum().backward()
+    assert side_by_side.backbone.resnet.conv1.weight.grad is not None
+    # in training mode (BatchNorm may update its statistics) one frame at a time
+    outputs = []
+    for each in (side_by_side, model):
+        each.train()
+        each.freeze_bn()  # batch statistics of one frame's 1x1 pooled feature are undefined
+        torch.manual_seed(3)  # the same dropout masks, drawn in the same order
+        with torch.no_grad():
+            outputs.append(each(clip))
+    assert torch.equal(*outputs)
+    with pytest.raises(ValueError, match="parallel_frames 0"):
+        VideoModel(parallel_frames=0)

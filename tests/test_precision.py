@@ -140,6 +140,36 @@ def test_plans_are_resolved_by_arithmetic():
         plan_run("inference", CPU, "int8")
 
 
+def test_auto_puts_frames_side_by_side_with_two_threads_only(monkeypatch):
+    """CPU inference with two torch threads (where it was measured): a clip's frames two at a time,
+    one thread each; VideoModel's alone (`for_model`); never in fp32 or training."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    auto = plan_run("inference", CPU, "auto")
+    assert auto.parallel_frames == 2 and not auto.release
+    assert "2 frames side by side" in auto.describe() and "one thread each" in auto.describe()
+    for kind in ("image", "fgplg"):
+        other = auto.for_model(kind)
+        assert other.parallel_frames == 1 and "side by side" not in other.describe()
+    assert auto.for_model("video") is auto
+    assert plan_run("inference", CPU, "fp32").parallel_frames == 1
+    assert plan_run("training", CPU, "auto").parallel_frames == 1
+    for threads in (1, 4):
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        assert plan_run("inference", CPU, "auto").parallel_frames == 1
+
+
+def test_predictor_builds_the_plans_frames_side_by_side(monkeypatch, tmp_path):
+    from libs.inference import Predictor
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    plan = plan_run("inference", CPU, "auto")
+    for model, kind, frames in ((VideoModel(), "video", 2), (ImageModel(), "image", 1)):
+        torch.save(model.state_dict(), tmp_path / f"{kind}.pth")
+        predictor = Predictor.from_checkpoint(tmp_path / f"{kind}.pth", plan)
+        assert predictor.kind == kind and predictor.plan.parallel_frames == frames
+        assert getattr(predictor.model, "parallel_frames", 1) == frames
+
+
 def _bn_count(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 

@@ -24,11 +24,11 @@ class Predictor:
 
     `predictor(clips [B, T, 3, H, W])` -> probabilities [B, T, 1, H, W] (float32, CPU).
 
-    The model must have been built with `plan.decoder` (`from_checkpoint` does so). A plan with
-    `compile` "auto" is tuned on the first batch when the run has at least `COMPILE_MIN_FRAMES`
-    frames (told by `expect`): eager and compiled are timed on that batch and the chosen one's
-    output is the batch's result (`libs.runtime.tuner`); shorter runs stay eager. `report`
-    receives the one-line account of the plan.
+    The model must have been built with `plan.decoder` and `plan.parallel_frames`
+    (`from_checkpoint` does so). A plan with `compile` "auto" is tuned on the first batch when
+    the run has at least `COMPILE_MIN_FRAMES` frames (told by `expect`): eager and compiled are
+    timed on that batch and the chosen one's output is the batch's result (`libs.runtime.tuner`);
+    shorter runs stay eager. `report` receives the one-line account of the plan.
     """
 
     def __init__(self, model: nn.Module, plan: RunPlan, kind: str = "video",
@@ -45,9 +45,11 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, plan: RunPlan, output_stride: int = 16,
                         report: Callable[[str], None] | None = None) -> Predictor:
-        """Load `path` (VideoModel or ImageModel file, read once), built with `plan.decoder`."""
-        model, kind = model_from_checkpoint(path, output_stride, decoder=plan.decoder)
-        return cls(model, plan, kind, report)
+        """Load `path` (VideoModel or ImageModel file, read once), built with `plan.decoder` (and a
+        VideoModel with `plan.parallel_frames`)."""
+        model, kind = model_from_checkpoint(path, output_stride, decoder=plan.decoder,
+                                            parallel_frames=plan.parallel_frames)
+        return cls(model, plan.for_model(kind), kind, report)
 
     def expect(self, frames: int) -> None:
         """Tell the predictor how many frames the run will predict (`compile` auto considers

@@ -151,7 +151,7 @@ def generate_pseudo_labels(options: PseudoLabelOptions, runtime: Runtime,
     runtime.barrier()
     dataset = build_clip_dataset(options.data, options.dataset_config, options.size, options.label_interval,
                                  options.frame_between_label_num, options.datasets)
-    plan = plan_run("inference", runtime.device, options.precision)
+    plan = plan_run("inference", runtime.device, options.precision).for_model("fgplg")
     predict, what = build_predictor(options, plan)
     runtime.print(f"Generating pseudo-labels at {options.out} with {what}")
     runtime.print(f"label interval: {options.label_interval}, frames between labels: "

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
 from libs.modules import RELEASE_DECODER, ConvGRUCell, NonLocalBlock3D, fresh_init_
 
-from .rcrnet import RCRNet
+from .rcrnet import RCRNet, SpatialFeatures
 
 # fresh initialisation of VideoModel's NER module: "spec" (what the release's code intends: Kaiming
 # normal fan-out, biases 0.001) or "release" (what it did: PyTorch's defaults; see README, Deviations)
@@ -39,14 +40,18 @@ class VideoModel(nn.Module):
 
     forward(list of T frames [B, 3, H, W]) -> list of T logits [B, 1, H, W], as in the release;
     forward(clip [B, T, 3, H, W]) -> logits [B, T, 1, H, W]. `decoder`: "release" (the default,
-    the release's computation) or "factored" (`RCRNet`).
+    the release's computation) or "factored" (`RCRNet`). `parallel_frames` (default 1, the
+    release's loop): see `forward_clip`.
     """
 
     def __init__(self, output_stride: int = 16, ner_init: str = "spec",
-                 decoder: str = RELEASE_DECODER, frames_as_batch: bool = False) -> None:
+                 decoder: str = RELEASE_DECODER, frames_as_batch: bool = False,
+                 parallel_frames: int = 1) -> None:
         super().__init__()
         if ner_init not in NER_INITS:
             raise ValueError(f"ner_init {ner_init!r}: expected one of {', '.join(NER_INITS)}")
+        if parallel_frames < 1:
+            raise ValueError(f"parallel_frames {parallel_frames}: expected an integer >= 1")
         self.backbone = RCRNet(n_classes=1, output_stride=output_stride, input_channels=3, decoder=decoder)
         self.convgru_forward = ConvGRUCell(256, 256, 3)
         self.convgru_backward = ConvGRUCell(256, 256, 3)
@@ -60,6 +65,7 @@ class VideoModel(nn.Module):
         # batch (the video recipe builds its model so: faster a step, other float32 rounding);
         # False (the release's loop): frame by frame
         self.frames_as_batch = frames_as_batch
+        self.parallel_frames = parallel_frames
         # the release builds its VideoModel with a frozen backbone BatchNorm
         self.freeze_bn()
 
@@ -98,6 +104,13 @@ class VideoModel(nn.Module):
         amplify the spatial features' rounding into other maps. With `frames_as_batch` the B*T
         frames go as one batch: the same values up to rounding while the backbone's BatchNorm uses
         running statistics (eval mode or `freeze_bn`, as in every recipe).
+
+        With `parallel_frames` k > 1, in eval mode, when T is a multiple of k, the spatial
+        features of k time steps at a time are computed side by side, each in its own thread with
+        1/k of the torch threads (at least one): each frame exactly as the release's loop computes
+        it in a process with that many threads, with fewer synchronisations between threads than
+        one frame on all of them. oneDNN splits some 1x1 convolutions' sums between threads, so
+        the rounding is that of the smaller thread count (docs/deviations.md).
         """
         size = clip.shape[3:]
         if self.frames_as_batch:
@@ -106,10 +119,27 @@ class VideoModel(nn.Module):
             enhanced = self.enhance(features.aspp.unflatten(0, (batch, length)).transpose(1, 2))
             logits = self.backbone.classify_pixels(features, enhanced.transpose(1, 2).flatten(0, 1), size)
             return logits.unflatten(0, (batch, length))
-        steps = [self.backbone.spatial_features(clip[:, t]) for t in range(clip.shape[1])]
+        steps = self._spatial_steps(clip)
         enhanced = self.enhance(torch.stack([features.aspp for features in steps], dim=2))
         return torch.stack([self.backbone.classify_pixels(features, enhanced[:, :, t], size)
                             for t, features in enumerate(steps)], dim=1)
+
+    def _spatial_steps(self, clip: torch.Tensor) -> list[SpatialFeatures]:
+        """The spatial features of each time step of `clip` [B, T, 3, H, W], in order."""
+        length, workers = clip.shape[1], self.parallel_frames
+        # in training mode BatchNorm may update its statistics: one frame at a time
+        if workers == 1 or length % workers or self.training or torch.compiler.is_compiling():
+            return [self.backbone.spatial_features(clip[:, t]) for t in range(length)]
+        threads = max(1, torch.get_num_threads() // workers)
+        # grad and inference mode are per thread: the workers take the caller's
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+        def step(t: int) -> SpatialFeatures:
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return self.backbone.spatial_features(clip[:, t])
+
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            return list(pool.map(step, range(length)))
 
     def enhance(self, feats: torch.Tensor) -> torch.Tensor:
         """Non-locally enhanced recurrent module over ASPP features [B, 256, T, h, w] (same shape out)."""

@@ -175,10 +175,10 @@ def load_fgplg(model: FGPLG, weights: Weights, *, force_flow: bool = False,
     return trained
 
 
-def model_from_checkpoint(path: PathLike, output_stride: int = 16,
-                          decoder: str = "release") -> tuple[nn.Module, str]:
+def model_from_checkpoint(path: PathLike, output_stride: int = 16, decoder: str = "release",
+                          parallel_frames: int = 1) -> tuple[nn.Module, str]:
     """The model a checkpoint holds (VideoModel or ImageModel, with `decoder` "release" or
-    "factored"), loaded strictly, and its kind."""
+    "factored"; a VideoModel with `parallel_frames`), loaded strictly, and its kind."""
     state_dict = read_state_dict(path)
     kind = checkpoint_kind(state_dict)
     classes = {"video": VideoModel, "image": ImageModel}
@@ -189,7 +189,8 @@ def model_from_checkpoint(path: PathLike, output_stride: int = 16,
     # buffer. Allocated by torch.empty rather than `to_empty`, whose empty_like of meta tensors
     # imports sympy
     with torch.device("meta"):
-        model: nn.Module = classes[kind](output_stride=output_stride, decoder=decoder)
+        options = {"parallel_frames": parallel_frames} if kind == "video" else {}
+        model: nn.Module = classes[kind](output_stride=output_stride, decoder=decoder, **options)
     model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype))
     load_weights(model, state_dict)
     return model, kind
