@@ -64,12 +64,13 @@ def test_border_blocks_matter():
 
 
 @pytest.mark.parametrize(("low", "size"), [((8, 8), (32, 32)), ((5, 7), (20, 28)), ((1, 3), (4, 6)),
+                                           ((1, 1), (4, 4)), ((4, 1), (16, 2)), ((2, 6), (2, 24)),
                                            ((7, 7), (7, 7)), ((13, 11), (40, 31))])
-@pytest.mark.parametrize("band_pixels", [1, 9, 1000])
-def test_pointwise_epilogue_in_bands(low, size, band_pixels):
-    """Inference: a pointwise epilogue in bands of rows (one row, a few, the whole map), with and
-    without autograd recording (which takes the whole-map path)."""
-    generator = torch.Generator().manual_seed(sum(low) + band_pixels)
+def test_pointwise_epilogue_row_by_row(low, size):
+    """Inference: a pointwise epilogue one low-res row at a time (power-of-two factors, the row
+    ring's three slots wrapping, maps of one row or column), with and without autograd
+    recording (which takes the whole-map path); other sizes take the general path."""
+    generator = torch.Generator().manual_seed(sum(low) + sum(size))
     x = torch.randn(3, 4, *low, dtype=F64, generator=generator)
     weight = torch.randn(5, 4, 3, 3, dtype=F64, generator=generator)
     bias = torch.randn(5, dtype=F64, generator=generator)
@@ -78,13 +79,14 @@ def test_pointwise_epilogue_in_bands(low, size, band_pixels):
     def epilogue(y):
         return F.conv2d(torch.relu(y), head)
 
-    expected = epilogue(plain(x, weight, bias, size))
-    with torch.no_grad():
-        banded = factored_decoder(x, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
-    assert banded.shape == expected.shape
-    assert relative_error(banded, expected) < 1e-13
+    for b in (None, bias):
+        expected = epilogue(plain(x, weight, b, size))
+        with torch.no_grad():
+            by_rows = factored_decoder(x, weight, b, size, epilogue, pointwise=True)
+        assert by_rows.shape == expected.shape
+        assert relative_error(by_rows, expected) < 1e-13
     xg = x.clone().requires_grad_(True)
-    recorded = factored_decoder(xg, weight, bias, size, epilogue, pointwise=True, band_pixels=band_pixels)
+    recorded = factored_decoder(xg, weight, bias, size, epilogue, pointwise=True)
     assert relative_error(recorded.detach(), expected) < 1e-13
     recorded.sum().backward()
     xp = x.clone().requires_grad_(True)
@@ -92,11 +94,10 @@ def test_pointwise_epilogue_in_bands(low, size, band_pixels):
     assert relative_error(xg.grad, xp.grad) < 1e-12
 
 
-@pytest.mark.parametrize("band_pixels", [9, 1000])
-def test_pointwise_bands_under_bfloat16_autocast(band_pixels):
-    """The bands' tap buffers take the taps' dtype (bfloat16 under CPU autocast, as
-    `--precision bf16` runs the model)."""
-    generator = torch.Generator().manual_seed(band_pixels)
+def test_row_by_row_under_bfloat16_autocast():
+    """The rows' tap ring and products take autocast's dtype (bfloat16 on a CPU, as
+    `--precision bf16` runs the model): their out= forms are not autocast themselves."""
+    generator = torch.Generator().manual_seed(3)
     x = torch.randn(2, 8, 6, 5, generator=generator)
     weight = torch.randn(4, 8, 3, 3, generator=generator)
     bias = torch.randn(4, generator=generator)
@@ -107,10 +108,9 @@ def test_pointwise_bands_under_bfloat16_autocast(band_pixels):
 
     expected = epilogue(plain(x, weight, bias, (24, 20)))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        banded = factored_decoder(x, weight, bias, (24, 20), epilogue, pointwise=True,
-                                   band_pixels=band_pixels)
-    assert banded.dtype == torch.bfloat16
-    assert relative_error(banded.float(), expected) < 5e-2
+        by_rows = factored_decoder(x, weight, bias, (24, 20), epilogue, pointwise=True)
+    assert by_rows.dtype == torch.bfloat16
+    assert relative_error(by_rows.float(), expected) < 5e-2
 
 
 def test_resize_matrix_and_phase_coefficients():
@@ -193,23 +193,22 @@ def test_fused_backward_refuses_a_second_pass():
         out.sum().backward()
 
 
-def test_decoder_with_folded_batchnorm_runs_in_bands(monkeypatch):
+def test_decoder_with_folded_batchnorm_runs_row_by_row(monkeypatch):
     """After libs.inference.optimize.fold_batchnorm (conv1.bn an Identity) the decoder still
-    takes the banded inference path, with the same values."""
+    takes the row-by-row inference path, with the same values."""
     import libs.modules.factored_decoder as module
     from libs.inference.optimize import fold_batchnorm
 
     fast, slow = _decoder_pair(False)
     assert fold_batchnorm(fast) == 1 and isinstance(fast.conv1.bn, nn.Identity)
-    banded = []
-    original = module._PhaseGrid.output_logits
-    monkeypatch.setattr(module._PhaseGrid, "output_logits",
-                        lambda self, *args: banded.append(1) or original(self, *args))
+    calls = []
+    original = module.logits_by_rows
+    monkeypatch.setattr(module, "logits_by_rows", lambda *args: calls.append(1) or original(*args))
     x = torch.randn(2, 16, 8, 8, dtype=F64)
     with torch.no_grad():
         out = fast.forward_resized(x, (32, 32))
         expected = slow.forward_resized(x, (32, 32))
-    assert banded and relative_error(out, expected) < 1e-12
+    assert calls and relative_error(out, expected) < 1e-12
 
 
 def test_release_decoder_is_the_default_and_the_state_dict_is_the_same():

@@ -21,10 +21,11 @@ resolution. Stage 2 applies the resize-and-shift matrices to the taps and sums t
   both batched matrix products over overlapping windows of the tap array. Computed on the
   edge-replicated map, that formula is also the resize's clamping at the border; what remains
   is the conv's zero padding, a few tap terms of the first and last rows and columns,
-  subtracted. A pointwise epilogue (inference) runs on bands of rows as they are computed,
-  taps included, so neither the taps nor the conv output of the whole map are ever stored.
-  Training runs the whole map as one autograd Function whose backward is the transpose of
-  the phase combination, fused with RCRNet's ReLU and 1x1 conv where that is the epilogue.
+  subtracted. A pointwise epilogue (inference) runs row by row (factored_rows.py, with the
+  data laid out so that each stage is one matrix product), so neither the taps nor the conv
+  output of the whole map are ever stored. Training runs the whole map as one autograd
+  Function whose backward is the transpose of the phase combination, fused with RCRNet's ReLU
+  and 1x1 conv where that is the epilogue.
 - Other sizes: both matrices applied to the taps, in bands of output rows and columns.
 
 The bias of the conv (and a folded BatchNorm's shift) is added to the centre tap: each row of
@@ -32,19 +33,16 @@ R_h and R_w sums to one.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .factored_rows import Epilogue, logits_by_rows
+
 CENTRE_TAP = 4  # (a, b) = (0, 0) in the row-major 3x3 kernel
 BAND = 32  # output rows (columns) per matrix product of the general path
-BAND_PIXELS = 256  # low-res pixels per band of the pointwise inference path: 2 rows at 448x448
-# (about 4 MB of taps and 4 MB of conv output, which stay in a core's cache)
-
-Epilogue = Callable[[torch.Tensor], torch.Tensor]
 
 
 def resize_matrix(size_in: int, size_out: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -173,30 +171,18 @@ class _PhaseGrid:
         self.row_adjoints = [w.t().contiguous() for w in self.row_weights]
         self.column_adjoint = self.beta.flip(2).permute(1, 2, 0).reshape(3, 3 * fw)
 
-    def taps(self, start: int, count: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """[count, 9 J]: the taps of pixels start - margin .. start - margin + count - 1 (the bias
-        alone, or zero, outside the grid), in (b, a, j) order; into `out` if given (in its dtype,
-        as autocast would cast them), so that a band's taps go straight into its buffer.
-
-        One matrix product (MKL's sgemm), which writes straight into the band's buffer where a
-        1x1 convolution of the pixels as a channels-last column (oneDNN) would need a copy."""
-        pixels, weights, bias = self.pixels[start:start + count], self.tap_weights.t(), self.tap_bias
-        if out is not None:  # out= is not autocast: the dtype it would give, by hand
-            pixels, weights = pixels.to(out.dtype), weights.to(out.dtype)
-            bias = None if bias is None else bias.to(out.dtype)
-        if bias is None:
-            return torch.mm(pixels, weights, out=out)
-        return torch.addmm(bias, pixels, weights, out=out)
-
     def grid_taps(self) -> torch.Tensor:
-        """The taps of every padded pixel and of the margins around them: [count + 2 margin, 9 J]."""
-        return self.taps(0, self.n * (self.height + 2) * self.padded_width + 2 * self.margin)
+        """The taps of every padded pixel and of the margins around them: [count + 2 margin, 9 J]
+        in (b, a, j) order (the bias alone, or zero, in the margins)."""
+        if self.tap_bias is None:
+            return self.pixels @ self.tap_weights.t()
+        return torch.addmm(self.tap_bias, self.pixels, self.tap_weights.t())
 
-    def padded_rows(self, taps: torch.Tensor, rows: int, frames: int = 1) -> torch.Tensor:
-        """[frames, rows, w + 2, 3 (a), 3 (b), J]: the taps of `rows` whole padded rows (of each of
-        `frames` frames) that start one pixel into `taps`, as a grid."""
-        grid = taps[1:1 + frames * rows * self.padded_width]
-        return grid.view(frames, rows, self.padded_width, 3, 3, self.channels).transpose(3, 4)
+    def padded_rows(self, taps: torch.Tensor) -> torch.Tensor:
+        """[N, h + 2, w + 2, 3 (a), 3 (b), J]: the taps of every padded row, from `taps` that
+        start one pixel before the first."""
+        grid = taps[1:1 + self.n * (self.height + 2) * self.padded_width]
+        return grid.view(self.n, self.height + 2, self.padded_width, 3, 3, self.channels).transpose(3, 4)
 
     def blocks(self, taps: torch.Tensor, count: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """[count, fw, fh J] (in `out` if given): the periodic formula at the `count` pixels whose
@@ -255,35 +241,28 @@ class _PhaseGrid:
                 out.baddbmm_(coefficients, window)
         return out.view(taps, 9 * channels)
 
-    def remove_zero_padding(self, blocks: torch.Tensor, taps: torch.Tensor, top: int) -> None:
+    def remove_zero_padding(self, blocks: torch.Tensor, taps: torch.Tensor) -> None:
         """Subtract, in place, the tap terms that read the conv's zero padding from `blocks`
-        [N', R, w + 2, fw, fh, J] of the padded rows top .. top + R - 1 (1 <= top, top + R <= h + 1);
-        `taps` [N', R + 2, w + 2, 3 (a), 3 (b), J] are those of the padded rows top - 1 .. top + R."""
+        [N, h, w + 2, fw, fh, J] of the real rows; `taps` [N, h + 2, w + 2, 3 (a), 3 (b), J] are
+        those of every padded row."""
         height, width, fh, fw = self.height, self.width, self.fh, self.fw
-        band = blocks.shape[1]
-        first, last = top == 1, top + band == height + 1
         # each term is a combination of replicated rows (columns) 0 and 1, or h and h + 1, which
         # are equal: it is the tap of row 1 (h) itself
-        if first:
-            window = taps[:, 1, :, 0].unfold(1, 3, 1)  # [N', w, 3 (b), J, 3 (e)]
-            blocks[:, 0, 1:width + 1, :, 0] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
-        if last:
-            window = taps[:, band, :, 2].unfold(1, 3, 1)
-            blocks[:, -1, 1:width + 1, :, fh - 1] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
+        for row, source, a, s in ((0, 1, 0, 0), (-1, height, 2, fh - 1)):
+            window = taps[:, source, :, a].unfold(1, 3, 1)  # [N, w, 3 (b), J, 3 (e)]
+            blocks[:, row, 1:width + 1, :, s] -= torch.einsum("rbe,nkbje->nkrj", self.beta, window)
         for column, b, r in ((1, 0, 0), (width, 2, fw - 1)):
-            window = taps[:, :, column, :, b].unfold(1, 3, 1)  # [N', R, 3 (a), J, 3 (d)]
+            window = taps[:, :, column, :, b].unfold(1, 3, 1)  # [N, h, 3 (a), J, 3 (d)]
             blocks[:, :, column, r] -= torch.einsum("sad,niajd->nisj", self.alpha, window)
         # the corner terms were subtracted twice
-        for row, a, s, edge in ((0, 0, 0, first), (-1, 2, fh - 1, last)):
-            if edge:
-                source = 1 if a == 0 else band
-                blocks[:, row, 1, 0, s] += taps[:, source, 1, a, 0]
-                blocks[:, row, width, fw - 1, s] += taps[:, source, width, a, 2]
+        for row, source, a, s in ((0, 1, 0, 0), (-1, height, 2, fh - 1)):
+            blocks[:, row, 1, 0, s] += taps[:, source, 1, a, 0]
+            blocks[:, row, width, fw - 1, s] += taps[:, source, width, a, 2]
 
     def zero_padding_adjoint(self, grad: torch.Tensor, taps_grad: torch.Tensor) -> None:
-        """The transpose of `remove_zero_padding` over the whole map (top 1, R = h): subtract, in
-        place, from `taps_grad` [N, h + 2, w + 2, 3 (a), 3 (b), J] what the subtracted terms
-        contribute to the gradient, for the gradient `grad` [N, h, w + 2, fw, fh, J] of the blocks."""
+        """The transpose of `remove_zero_padding`: subtract, in place, from `taps_grad`
+        [N, h + 2, w + 2, 3 (a), 3 (b), J] what the subtracted terms contribute to the gradient,
+        for the gradient `grad` [N, h, w + 2, fw, fh, J] of the blocks."""
         height, width, fh, fw = self.height, self.width, self.fh, self.fw
         for row, source, a, s in ((0, 1, 0, 0), (-1, height, 2, fh - 1)):
             window = torch.einsum("rbe,nkrj->nkbje", self.beta, grad[:, row, 1:width + 1, :, s])
@@ -302,8 +281,8 @@ class _PhaseGrid:
         taps [count + 2 margin, 9 J] of the whole grid."""
         count = taps.shape[0] - 2 * self.margin
         flat = self.blocks(taps, count, out)
-        rows = self.padded_rows(taps[self.padded_width:], self.height + 2, self.n)  # rows 0 .. h + 1
-        self.remove_zero_padding(self.padded_grid(flat)[:, 1:self.height + 1], rows, 1)
+        rows = self.padded_rows(taps[self.padded_width:])
+        self.remove_zero_padding(self.padded_grid(flat)[:, 1:self.height + 1], rows)
         return flat
 
     def taps_gradient(self, grad: torch.Tensor, padded: torch.Tensor | None = None) -> torch.Tensor:
@@ -311,7 +290,7 @@ class _PhaseGrid:
         [count, fw, fh J] (contiguous; the interior of `padded`, a `gradient_buffer`, if given)
         of the blocks."""
         taps_grad = self.blocks_adjoint(grad, padded)
-        rows = self.padded_rows(taps_grad[self.padded_width:], self.height + 2, self.n)
+        rows = self.padded_rows(taps_grad[self.padded_width:])
         self.zero_padding_adjoint(self.padded_grid(grad)[:, 1:self.height + 1], rows)
         return taps_grad
 
@@ -323,43 +302,6 @@ class _PhaseGrid:
     def padded_grid(self, flat: torch.Tensor) -> torch.Tensor:
         """[N, h + 2, w + 2, fw, fh, J]: blocks of every padded pixel, from [count, fw, fh J]."""
         return flat.view(self.n, self.height + 2, self.padded_width, self.fw, self.fh, self.channels)
-
-    def output_logits(self, epilogue: Epilogue, band_pixels: int) -> torch.Tensor:
-        """[N, h, w + 2, fw, fh, K]: `epilogue` of the output blocks, in bands of padded rows of
-        about `band_pixels` pixels, without storing the taps or the conv output of the whole map.
-
-        A band needs the taps of the rows above and below it too: those of the two rows it
-        shares with the previous band are copied from that band's buffer, not recomputed."""
-        width, fw, fh, channels = self.padded_width, self.fw, self.fh, self.channels
-        rows_per_band = max(1, band_pixels // width)
-        kept = 2 * width + 1  # one pixel, then the last two rows of the previous band
-        buffers: list[torch.Tensor] = []  # of the taps' dtype (bfloat16 under autocast)
-        out = None
-        for frame in range(self.n):
-            previous = None
-            for index, top in enumerate(range(1, self.height + 1, rows_per_band)):
-                band = min(rows_per_band, self.height + 1 - top)
-                count = band * width
-                # the band's first output pixel, which is also where its taps start in self.pixels
-                start = (frame * (self.height + 2) + top) * width
-                if previous is None:
-                    taps = self.taps(start, count + 2 * self.margin)
-                    buffers = buffers or [taps.new_empty((rows_per_band + 2) * width + 2, 9 * channels)
-                                          for _ in range(2)]
-                else:
-                    taps = buffers[index % 2][:count + 2 * self.margin]
-                    taps[:kept] = previous[rows_per_band * width:rows_per_band * width + kept]
-                    self.taps(start + kept, len(taps) - kept, taps[kept:])
-                previous = taps
-                blocks = self.blocks(taps, count)
-                self.remove_zero_padding(blocks.view(1, band, width, fw, fh, channels),
-                                         self.padded_rows(taps, band + 2), top)
-                flat = blocks.view(1, -1, 1, channels).permute(0, 3, 1, 2)  # [1, J, L, 1]
-                logits = epilogue(flat).permute(0, 2, 3, 1).reshape(band, width, fw, fh, -1)
-                if out is None:
-                    out = logits.new_empty(self.n, self.height, width, fw, fh, logits.shape[-1])
-                out[frame, top - 1:top - 1 + band] = logits
-        return out
 
 
 class _OutputBlocks(torch.autograd.Function):
@@ -438,7 +380,7 @@ class _ReluLinearBlocks(torch.autograd.Function):
 
 def factored_decoder(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                      size: tuple[int, int], epilogue: Epilogue | None = None,
-                     pointwise: bool = False, band_pixels: int = BAND_PIXELS) -> torch.Tensor:
+                     pointwise: bool = False) -> torch.Tensor:
     """epilogue(conv2d(resize(x, size), weight, bias, padding=1)) without forming resize(x).
 
     x [N, C, h, w]; weight [J, C, 3, 3]; bias [J] or None; resize = bilinear, align_corners=False.
@@ -446,9 +388,9 @@ def factored_decoder(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     L pixels in an internal order, to [N, K, L, 1]; it must treat pixels independently
     (BatchNorm, also with batch statistics, ReLU, 1x1 convs). With `pointwise` it promises no
     statistics over pixels either (no train-mode BatchNorm): it may then also see pixels that
-    are not outputs, and, where no gradient is recorded, bands of about `band_pixels` pixels at
-    a time (the conv output of the whole map is never stored); a pointwise `ReluLinear`
-    epilogue recorded by autograd runs fused with the blocks (`_ReluLinearBlocks`). Returns
+    are not outputs, and, where no gradient is recorded, the outputs of one low-resolution row
+    at a time (`logits_by_rows`: the conv output of the whole map is never stored); a pointwise
+    `ReluLinear` epilogue recorded by autograd runs fused with the blocks (`_ReluLinearBlocks`). Returns
     [N, K, H, W]. Differentiable in x, weight and bias (and the epilogue's parameters); any float
     dtype and device.
     """
@@ -464,12 +406,14 @@ def factored_decoder(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         flat = blocks.reshape(n, -1, 1, out_channels).permute(0, 3, 1, 2)  # [N, J, L, 1]
         out = flat if epilogue is None else epilogue(flat)
         return out.reshape(n, -1, full_height, full_width)
-    grid = _PhaseGrid(x, weight, bias, fh, fw)
     recording = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, weight, bias))
     if epilogue is not None and pointwise and not recording:
-        logits = grid.output_logits(epilogue, band_pixels)[:, :, 1:width + 1]  # [N, h, w, fw, fh, K]
-    elif isinstance(epilogue, ReluLinear) and pointwise:
+        alpha, beta = (torch.tensor(phase_coefficients(f), dtype=torch.float64, device=x.device)
+                       for f in (fh, fw))
+        return logits_by_rows(x, weight, bias, alpha, beta, epilogue)
+    grid = _PhaseGrid(x, weight, bias, fh, fw)
+    if isinstance(epilogue, ReluLinear) and pointwise:
         flat = _ReluLinearBlocks.apply(grid.grid_taps(), epilogue.weight, epilogue.bias, grid)
         logits = flat.view(n, height + 2, grid.padded_width, fw, fh, -1)[:, 1:height + 1, 1:width + 1]
     else:
