@@ -329,6 +329,27 @@ def test_non_local_block_is_the_dot_product_form():
     torch.testing.assert_close(block(x), x + block.W(y))
 
 
+@pytest.mark.parametrize(("shape", "elements"), [((2, 16, 2, 8, 8), 128 * 32), ((1, 16, 3, 5, 7), 105 * 10)])
+def test_non_local_block_forms_the_affinity_in_bands_bit_for_bit(monkeypatch, shape, elements):
+    """Bands of affinity rows (4 equal bands; 10 rows and a shorter last band) compute, in
+    float32, exactly what the release's whole N x N affinity does."""
+    import libs.modules.non_local as non_local
+
+    block = NonLocalBlock3D(shape[1])
+    for param in block.parameters():
+        nn.init.normal_(param, std=0.1)
+    x = torch.randn(shape)
+    c = block.inter_channels
+    theta = block.theta(x).view(shape[0], c, -1).permute(0, 2, 1)
+    phi = block.phi(x).view(shape[0], c, -1)
+    g = block.g(x).view(shape[0], c, -1).permute(0, 2, 1)
+    f = torch.matmul(theta, phi)
+    y = torch.matmul(f / f.size(-1), g).permute(0, 2, 1).contiguous().view(shape[0], c, *shape[2:])
+    monkeypatch.setattr(non_local, "AFFINITY_ELEMENTS", elements)
+    assert elements < f.size(-1) ** 2
+    assert torch.equal(block(x), block.W(y) + x)
+
+
 def test_convgru_cell_equations():
     cell = ConvGRUCell(4, 4).double()
     x, h = torch.randn(2, 1, 4, 5, 5, dtype=torch.float64).unbind(0)
@@ -361,25 +382,30 @@ def test_cuda_matches_cpu(reference_model):
 
 
 def test_parallel_frames_compute_each_frame_as_one_thread_does():
-    """`parallel_frames`: a clip's spatial features side by side, each frame exactly as the
-    release's loop computes it with the workers' thread count (float32, bit for bit); the rest of
-    the model unchanged; odd clip lengths and `frames_as_batch` keep the loop."""
+    """`parallel_frames`: a clip's spatial features side by side, then the NER module on all
+    threads, then the frames' classifiers side by side, each frame exactly as the release's loop
+    computes it with the workers' thread count (float32, bit for bit); odd clip lengths and
+    `frames_as_batch` keep the loop."""
     torch.manual_seed(0)
     model = VideoModel().eval()
     side_by_side = VideoModel(parallel_frames=2).eval()
     side_by_side.load_state_dict(model.state_dict())
     clip = torch.randn(1, 4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     threads = torch.get_num_threads()
-    with torch.inference_mode():
-        steps = side_by_side._spatial_steps(clip)
+
+    def each_on_half_the_threads(step):
         torch.set_num_threads(max(1, threads // 2))
         try:
-            expected = [model.backbone.spatial_features(clip[:, t]) for t in range(4)]
+            return [step(t) for t in range(4)]
         finally:
             torch.set_num_threads(threads)
-        for step, want in zip(steps, expected):
-            for got, value in zip(step, want):
-                assert torch.equal(got, value)
+
+    with torch.inference_mode():
+        steps = each_on_half_the_threads(lambda t: model.backbone.spatial_features(clip[:, t]))
+        enhanced = model.enhance(torch.stack([step.aspp for step in steps], dim=2))
+        expected = each_on_half_the_threads(
+            lambda t: model.backbone.classify_pixels(steps[t], enhanced[:, :, t], clip.shape[3:]))
+        assert torch.equal(side_by_side(clip), torch.stack(expected, dim=1))
         odd = clip[:, :3]
         assert torch.equal(side_by_side(odd), model(odd))
     # grad mode reaches the workers: gradients flow through them

@@ -7,6 +7,8 @@ from torch import nn
 
 from .layers import fresh_init_
 
+AFFINITY_ELEMENTS = 1 << 21  # affinity entries formed at a time (8 MB in float32)
+
 
 class NonLocalBlock3D(nn.Module):
     """z = x + W(f g) with f = theta(x)^T phi(x) / N over all N = T*h*w positions.
@@ -35,6 +37,15 @@ class NonLocalBlock3D(nn.Module):
         # (a strided view would be channels-last, which the 1x1 Conv3d rounds differently).
         # theta^T (phi g^T) / N would be exact algebra at a 25th of the arithmetic, but a trained NER
         # module can amplify its other rounding into different maps (README, "Performance").
-        affinity = torch.matmul(theta, phi) / phi.shape[-1]
-        y = torch.matmul(affinity, g).transpose(1, 2).contiguous()
+        # A large affinity is formed a band of rows at a time: a row of y needs its own row only,
+        # and the products compute each element as the whole matrix's do (tests/test_networks.py),
+        # while the whole (39 MB for a 4-frame clip at 448) would be fresh memory at every call.
+        # (The ONNX tracer would fix the bands' sizes: it records the whole product.)
+        count = phi.shape[-1]
+        if torch.onnx.is_in_onnx_export() or count * count <= AFFINITY_ELEMENTS:
+            y = torch.matmul(torch.matmul(theta, phi) / count, g)
+        else:
+            y = torch.cat([torch.matmul(torch.matmul(rows, phi) / count, g)
+                           for rows in theta.split(max(1, AFFINITY_ELEMENTS // count), dim=1)], dim=1)
+        y = y.transpose(1, 2).contiguous()
         return self.W(y.view(batch, self.inter_channels, *positions)) + x

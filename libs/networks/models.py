@@ -1,19 +1,22 @@
 """ImageModel (RCRNet) and VideoModel (RCRNet+NER, the non-locally enhanced recurrent network)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from libs.modules import RELEASE_DECODER, ConvGRUCell, NonLocalBlock3D, fresh_init_
 
-from .rcrnet import RCRNet, SpatialFeatures
+from .rcrnet import RCRNet
 
 # fresh initialisation of VideoModel's NER module: "spec" (what the release's code intends: Kaiming
 # normal fan-out, biases 0.001) or "release" (what it did: PyTorch's defaults; see README, Deviations)
 NER_INITS = ("spec", "release")
+
+Result = TypeVar("Result")
 
 
 class ImageModel(nn.Module):
@@ -106,11 +109,12 @@ class VideoModel(nn.Module):
         running statistics (eval mode or `freeze_bn`, as in every recipe).
 
         With `parallel_frames` k > 1, in eval mode, when T is a multiple of k, the spatial
-        features of k time steps at a time are computed side by side, each in its own thread with
-        1/k of the torch threads (at least one): each frame exactly as the release's loop computes
-        it in a process with that many threads, with fewer synchronisations between threads than
-        one frame on all of them. oneDNN splits some 1x1 convolutions' sums between threads, so
-        the rounding is that of the smaller thread count (docs/deviations.md).
+        features of k time steps at a time, and then their classifiers, are computed side by side,
+        each in its own thread with 1/k of the torch threads (at least one): each frame exactly as
+        the release's loop computes it in a process with that many threads, with fewer
+        synchronisations between threads than one frame on all of them. oneDNN splits some 1x1
+        convolutions' sums between threads, so the rounding is that of the smaller thread count
+        (docs/deviations.md).
         """
         size = clip.shape[3:]
         if self.frames_as_batch:
@@ -119,27 +123,28 @@ class VideoModel(nn.Module):
             enhanced = self.enhance(features.aspp.unflatten(0, (batch, length)).transpose(1, 2))
             logits = self.backbone.classify_pixels(features, enhanced.transpose(1, 2).flatten(0, 1), size)
             return logits.unflatten(0, (batch, length))
-        steps = self._spatial_steps(clip)
+        steps = self._per_frame(lambda t: self.backbone.spatial_features(clip[:, t]), clip.shape[1])
         enhanced = self.enhance(torch.stack([features.aspp for features in steps], dim=2))
-        return torch.stack([self.backbone.classify_pixels(features, enhanced[:, :, t], size)
-                            for t, features in enumerate(steps)], dim=1)
+        return torch.stack(self._per_frame(
+            lambda t: self.backbone.classify_pixels(steps[t], enhanced[:, :, t], size), len(steps)), dim=1)
 
-    def _spatial_steps(self, clip: torch.Tensor) -> list[SpatialFeatures]:
-        """The spatial features of each time step of `clip` [B, T, 3, H, W], in order."""
-        length, workers = clip.shape[1], self.parallel_frames
+    def _per_frame(self, step: Callable[[int], Result], length: int) -> list[Result]:
+        """[step(0), ..., step(length - 1)]: in order, or `parallel_frames` side by side (see
+        `forward_clip`)."""
+        workers = self.parallel_frames
         # in training mode BatchNorm may update its statistics: one frame at a time
         if workers == 1 or length % workers or self.training or torch.compiler.is_compiling():
-            return [self.backbone.spatial_features(clip[:, t]) for t in range(length)]
+            return [step(t) for t in range(length)]
         threads = max(1, torch.get_num_threads() // workers)
         # grad and inference mode are per thread: the workers take the caller's
         grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
-        def step(t: int) -> SpatialFeatures:
+        def run(t: int) -> Result:
             with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-                return self.backbone.spatial_features(clip[:, t])
+                return step(t)
 
         with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            return list(pool.map(step, range(length)))
+            return list(pool.map(run, range(length)))
 
     def enhance(self, feats: torch.Tensor) -> torch.Tensor:
         """Non-locally enhanced recurrent module over ASPP features [B, 256, T, h, w] (same shape out)."""
