@@ -3,7 +3,7 @@ float32 matmul rate the same process reaches, in one run.
 
 - The matmul peak: the best of `--matmul-repeats` square float32 matmuls of `--matmul-size`
   (2 n^3 floating-point operations each), with the torch threads the model uses, measured
-  before and after the model's rounds (the better of the two).
+  once a round between the model's runs (the best round kept).
 - GFLOP per frame of VideoModel on a clip of `--clip` frames at `--size`, counted by
   `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products; elementwise
   operations are not counted), on two paths built as `inference.py` builds them
@@ -13,8 +13,8 @@ float32 matmul rate the same process reaches, in one run.
   weights (tests/reference_weights.py), and from those the achieved GFLOP/s and its share of
   the matmul peak, for the whole model and per stage: the ResNet-50 backbone, ASPP, the
   non-locally enhanced recurrent (NER) module, and the refinement blocks with the decoder.
-  Stages are timed by forward hooks around their modules; "rest" is what the stages leave
-  (the classifier head, resizing, the sigmoid).
+  Stages are timed around their modules' forward, as their share of the cores (`StageMeter`);
+  "rest" is what the stages leave (the classifier head, resizing, the sigmoid).
 
     python -m benchmarks.efficiency --rounds 5 --json benchmarks/results/efficiency.json
 """
@@ -79,11 +79,13 @@ class StageMeter:
     """Wraps the methods of a model's stages to measure, per stage, either the seconds spent in
     them or (with `measure` set to a FlopCounterMode's total) the floating-point operations.
 
-    Seconds are wall time during which some thread was in the stage (VideoModel's frames side by
-    side run the backbone and ASPP in two threads at once), operations their sum."""
+    Seconds are the stage's share of the cores: each call's wall time times the torch threads of
+    the thread that made it, over the model's torch threads (VideoModel's frames side by side run
+    the backbone, ASPP and classifier of two frames at once, one thread each), so that the stages
+    and the rest add up to the wall time. Operations are their sum."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.spans: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
+        self.spans: dict[str, list[tuple[float, float, int]]] = {stage: [] for stage in STAGES}
         self.measure: Callable[[], float] = time.perf_counter
         for stage, names in STAGES.items():
             for name in names:
@@ -94,29 +96,26 @@ class StageMeter:
 
     def _wrap(self, stage: str, method: Callable[..., object]) -> Callable[..., object]:
         def measured(*args: object, **kwargs: object) -> object:
+            threads = torch.get_num_threads()  # this thread's
             start = self.measure()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.spans[stage].append((start, self.measure()))
+                self.spans[stage].append((start, self.measure(), threads))
         return measured
 
     def take(self) -> dict[str, float]:
-        """The totals since the last `take` (seconds: the union of the spans), then forget them."""
+        """The totals since the last `take` (seconds: `core_seconds`), then forget them."""
         spans, self.spans = self.spans, {stage: [] for stage in STAGES}
         if self.measure is not time.perf_counter:
-            return {stage: sum(end - start for start, end in calls) for stage, calls in spans.items()}
-        return {stage: covered(calls) for stage, calls in spans.items()}
+            return {stage: sum(end - start for start, end, _ in calls) for stage, calls in spans.items()}
+        threads = torch.get_num_threads()
+        return {stage: core_seconds(calls, threads) for stage, calls in spans.items()}
 
 
-def covered(spans: list[tuple[float, float]]) -> float:
-    """The length of the union of the intervals `spans`."""
-    total, reach = 0.0, float("-inf")
-    for start, end in sorted(spans):
-        if end > reach:
-            total += end - max(start, reach)
-            reach = end
-    return total
+def core_seconds(spans: list[tuple[float, float, int]], threads: int) -> float:
+    """The wall seconds of `threads` threads that calls (start, end, threads of the call) occupy."""
+    return sum((end - start) * used for start, end, used in spans) / threads
 
 
 def count_flops(predictor: Predictor, meter: StageMeter,
@@ -197,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     rows = [Row(name, timed(name), args.clip, []) for name in predictors]
-    first_peak = matmul_peak(args.matmul_size, args.matmul_repeats)
-    time_interleaved(rows, args.rounds, args.warmup)
-    peak = max(first_peak, matmul_peak(args.matmul_size, args.matmul_repeats))
+    peaks: list[float] = []  # measured once a round, between the model's runs: the best is kept
+    peak_row = Row("matmul peak", lambda: peaks.append(matmul_peak(args.matmul_size, args.matmul_repeats)),
+                   1, [])
+    time_interleaved([*rows, peak_row], args.rounds, args.warmup)
+    peak = max(peaks)
 
     header = ["path", "GFLOP / frame", "s / frame (median)", "GFLOP/s", "% of matmul peak"]
     table = []

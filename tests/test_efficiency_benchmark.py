@@ -31,9 +31,11 @@ def test_efficiency_dry_run(tmp_path, capsys):
     assert "| default | ASPP without products with padding |" in out
 
 
-def test_stage_seconds_are_wall_time_covered_by_any_thread():
-    """Frames side by side run a stage in two threads at once: its time is the union of the spans."""
-    covered = load("efficiency").covered
-    assert covered([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
-    assert covered([(0.0, 1.0), (0.0, 1.0)]) == 1.0
-    assert covered([]) == 0.0
+def test_stage_seconds_are_the_stages_share_of_the_cores():
+    """Frames side by side run a stage in two one-thread workers at once: each call counts for the
+    threads it used, out of the model's, so two overlapping one-thread calls on two threads take
+    the wall time of one, and a call on both threads its whole length."""
+    core_seconds = load("efficiency").core_seconds
+    assert core_seconds([(0.0, 2.0, 1), (0.0, 2.0, 1)], 2) == 2.0
+    assert core_seconds([(0.0, 2.0, 1), (1.0, 3.0, 1), (5.0, 6.0, 2)], 2) == 3.0
+    assert core_seconds([], 2) == 0.0
