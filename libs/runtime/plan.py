@@ -14,9 +14,10 @@ hardware alone is tuned once by `libs.runtime.tuner`, which returns another plan
   is chosen without timing. On CUDA the release's decoder (a GPU is bound by memory traffic,
   not arithmetic, and the factored decoder was never measured faster there).
 - in inference on a CPU with two torch threads, a clip's frames two at a time through the
-  backbone and ASPP, one thread each (`VideoModel`'s `parallel_frames`): the release's loop as
-  it computes with one thread, with no synchronisation between threads inside a frame. Chosen
-  where it was measured (two threads); with more threads it is not a candidate.
+  backbone and ASPP, and after the NER module through the classifier, one thread each
+  (`VideoModel`'s `parallel_frames`): the release's loop as it computes with one thread, with
+  no synchronisation between threads inside a frame. Chosen where it was measured (two
+  threads); with more threads it is not a candidate.
 
 `--precision fp32` is the release's computation as it is: its decoder, no folding, no layout
 change, the process's threads on one frame at a time. `bf16` / `fp16` autocast the whole model
